@@ -1,0 +1,169 @@
+"""``create_app(settings)``: builds and wires everything. Nothing happens at import time.
+
+The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
+telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+
+from gateway.api.openai import new_request_id, openai_handlers
+from gateway.api.ops import ops_handlers
+from gateway.auth import KeyRing
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import (
+    ClientError,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from gateway.flags import ConfigFlags
+from gateway.relay import ChatRelay
+from gateway.routing import FlagSource
+from gateway.settings import Settings, load_settings
+from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
+from gateway.upstream import UpstreamPool
+
+__all__ = ["Gateway", "app_from_environment", "build_gateway", "create_app"]
+
+
+@dataclass
+class Gateway:
+    """Everything a running gateway is made of; built once per process."""
+
+    settings: Settings
+    config: GatewayConfig
+    client_keys: KeyRing
+    override_keys: frozenset[str]
+    flags: FlagSource
+    upstreams: UpstreamPool
+    metrics: Metrics
+    telemetry: Telemetry
+    relay: ChatRelay
+    logger: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def readiness(self) -> dict[str, Any]:
+        """``/readyz``: config loaded and where flags come from."""
+        return {
+            "status": "ready",
+            "config": str(self.config.path),
+            "routes": len(self.config.routes),
+            "flag_store": "config",
+        }
+
+
+def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Gateway:
+    """Build the parts. Raises :class:`~gateway.errors.ConfigError` on any invalid setting."""
+    config = config or load_config(settings.config)
+    client_keys = settings.all_client_keys()
+    admin_keys = settings.all_admin_keys()
+    keys = KeyRing(
+        client_keys,
+        plane="client",
+        allow_open=settings.allow_open_access,
+        other_plane=admin_keys,
+    )
+    logger = get_logger("gateway")
+    metrics = Metrics(config)
+    telemetry = Telemetry(metrics, logger, log_payloads=settings.log_payloads)
+    flags = ConfigFlags(config)
+    upstreams = UpstreamPool(config.upstreams, settings.upstream)
+    relay = ChatRelay(config, flags, upstreams, telemetry, log_payloads=settings.log_payloads)
+    return Gateway(
+        settings=settings,
+        config=config,
+        client_keys=keys,
+        override_keys=frozenset(settings.override_keys),
+        flags=flags,
+        upstreams=upstreams,
+        metrics=metrics,
+        telemetry=telemetry,
+        relay=relay,
+        logger=logger,
+    )
+
+
+def create_app(settings: Settings, config: GatewayConfig | None = None) -> Litestar:
+    """The ASGI app for ``settings`` (and an already loaded routes file, if given)."""
+    configure_logging(settings.log_level)
+    gw = build_gateway(settings, config)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        gw.logger.info(
+            "gateway.started",
+            config=str(gw.config.path),
+            routes=sorted(gw.config.routes),
+            transport=settings.upstream.transport,
+        )
+        try:
+            yield
+        finally:
+            await gw.upstreams.aclose()
+            gw.logger.info("gateway.stopped")
+
+    def on_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+        return _error_response(request, exc)
+
+    def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+        mapped: GatewayError
+        if exc.status_code == 404:
+            mapped = NotFoundError(f"Unknown path: {request.method} {request.url.path}")
+        elif exc.status_code == 413:
+            mapped = PayloadTooLargeError("Request body too large.")
+        elif exc.status_code == 400:
+            mapped = InvalidRequestError(str(exc.detail))
+        else:
+            mapped = ClientError(str(exc.detail))
+            mapped.status_code = exc.status_code
+        return _error_response(request, mapped)
+
+    def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        gw.logger.error(
+            "request.unhandled_exception",
+            path=request.url.path,
+            error=type(exc).__name__,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        return _error_response(request, GatewayError("The gateway had an internal error."))
+
+    app = Litestar(
+        route_handlers=[*openai_handlers(gw), *ops_handlers(gw)],
+        lifespan=[lifespan],
+        exception_handlers={
+            GatewayError: on_gateway_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.gateway = gw
+    return app
+
+
+def _error_response(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    headers = {"x-request-id": new_request_id(request.headers.get("x-request-id"))}
+    headers.update(exc.headers())
+    return Response(
+        exc.to_body(),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def app_from_environment() -> Litestar:
+    """Factory for ``uvicorn --factory``: settings from ``GATEWAY_*``, routes from the file."""
+    return create_app(load_settings())

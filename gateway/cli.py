@@ -1,0 +1,196 @@
+"""The ``gateway`` command line (typer).
+
+Exit codes scripts can rely on: 0 success, 1 the thing checked is invalid or the call failed,
+2 wrong usage (typer's own), 3 the gateway could not be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.errors import ConfigError
+from gateway.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="gateway",
+    help="Feature-flagged inference gateway: serve it, check its config, run its simulator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INVALID = 1
+EXIT_UNREACHABLE = 3
+
+
+def _err(console: Console, problems: list[str], what: str) -> None:
+    console.print(f"[bold red]{what}[/]")
+    for problem in problems:
+        console.print(f"  - {problem}", markup=False, highlight=False)
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path, typer.Argument(help="The routes file to validate.")] = Path(
+        "config/gateway.yaml"
+    ),
+) -> None:
+    """Validate a routes file without serving; exit 1 with every problem found."""
+    from gateway.config import load_config  # noqa: PLC0415 -- keep `gateway --help` fast
+
+    console = Console(stderr=True)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _err(console, exc.problems, f"{path}: invalid routes file")
+        raise typer.Exit(EXIT_INVALID) from None
+    table = Table(title=f"{path}: valid")
+    for column in ("route", "variant", "role", "upstream", "model", "few-shot"):
+        table.add_column(column)
+    for route in config.routes.values():
+        for variant in route.variants.values():
+            role = (
+                "passthrough"
+                if route.passthrough
+                else "candidate"
+                if variant.name == route.candidate
+                else "fallback"
+                if variant.name == route.fallback
+                else "-"
+            )
+            table.add_row(
+                route.name,
+                variant.name,
+                role,
+                variant.upstream,
+                variant.model,
+                str(len(variant.few_shot)),
+            )
+    Console().print(table)
+    missing = [
+        f"upstreams.{name}.api_key_env: {cfg.api_key_env} is not set in this environment"
+        for name, cfg in config.upstreams.items()
+        if cfg.api_key_env and not os.environ.get(cfg.api_key_env)
+    ]
+    for warning in missing:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (GATEWAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GATEWAY_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (GATEWAY_WORKERS).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Routes file (GATEWAY_CONFIG).")] = None,
+) -> None:
+    """Run the gateway (uvicorn, uvloop, httptools) with settings from GATEWAY_* variables."""
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers), ("CONFIG", config)):
+        if value is not None:
+            os.environ[f"GATEWAY_{name}"] = str(value)
+    settings = _validated_settings()
+    import uvicorn  # noqa: PLC0415
+
+    uvicorn.run(
+        "gateway.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        lifespan="on",
+    )
+
+
+def _validated_settings() -> Settings:
+    """Load settings, routes file and keys once before forking workers; exit 1 on problems."""
+    from gateway.app import build_gateway  # noqa: PLC0415
+    from gateway.settings import load_settings  # noqa: PLC0415
+
+    console = Console(stderr=True)
+    try:
+        settings = load_settings()
+        build_gateway(settings)
+    except ConfigError as exc:
+        _err(console, exc.problems, "gateway: cannot start")
+        raise typer.Exit(EXIT_INVALID) from None
+    return settings
+
+
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port, printed).")] = 8001,
+    config: Annotated[
+        Path | None, typer.Option(help="Simulator config (models and behaviours), YAML.")
+    ] = None,
+) -> None:
+    """Run the local OpenAI-compatible upstream (a ticket classifier) for demos and tests."""
+    from gateway.simulator import run_simulator  # noqa: PLC0415
+
+    run_simulator(host, port, config)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    simulator_port: Annotated[int, typer.Option(help="Simulator port.")] = 8001,
+    config: Annotated[Path, typer.Option(help="Routes file.")] = Path("config/gateway.yaml"),
+) -> None:
+    """Start the simulator and the gateway on its embedded defaults, with the demo key sk-demo."""
+    console = Console(stderr=True)
+    sim = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+        [sys.executable, "-m", "gateway", "simulate", "--port", str(simulator_port)],
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{simulator_port}/healthz", sim)
+        os.environ.setdefault("GATEWAY_CLIENT_KEYS", '{"demo": "sk-demo", "eval": "sk-eval"}')
+        os.environ.setdefault("GATEWAY_OVERRIDE_KEYS", '["eval"]')
+        os.environ.setdefault("GATEWAY_ADMIN_KEYS", '{"ops": "sk-admin"}')
+        console.print(
+            f"[bold]demo:[/] gateway on http://127.0.0.1:{port}/v1, key sk-demo; "
+            f"simulator on http://127.0.0.1:{simulator_port}/v1; "
+            "try: python examples/classify_tickets.py"
+        )
+        serve(host="127.0.0.1", port=port, workers=1, config=config)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise typer.Exit(EXIT_UNREACHABLE)
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise typer.Exit(EXIT_UNREACHABLE)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,451 @@
+"""The relay: one chat completion from client request to upstream and back.
+
+Per request it validates just the fields routing needs, resolves the route, takes the flag's
+decision, applies the chosen variant's prompt, model and parameters, calls the upstream, fails
+over to the fallback when the candidate's upstream fails before any byte reached the client, and
+relays the answer (the upstream's bytes unchanged; SSE events as they arrive). Every request ends
+in exactly one :class:`~gateway.telemetry.RequestRecord` handed to telemetry.
+
+I/O is at the edges (the upstream pool, the clock); decisions are the pure functions of
+:mod:`gateway.routing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from gateway.config import GatewayConfig, Route, Variant
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from gateway.routing import Decision, FlagSource, apply_prompt, decide
+from gateway.telemetry import RequestRecord, Telemetry
+from gateway.upstream import (
+    SSEDecoder,
+    UpstreamPool,
+    decode_chunk,
+    decode_completion,
+    sse_error_event,
+    translate_transport_error,
+)
+from gateway.upstream.sse import DONE, event_data
+
+__all__ = ["CLIENT_CLOSED_REQUEST", "CallContext", "ChatRelay", "Reply", "parse_chat_request"]
+
+CLIENT_CLOSED_REQUEST = 499
+"""Status recorded (never sent) when the client went away mid-stream, as nginx logs it."""
+
+_FAILOVER = Decision("fallback", "failover")
+_PASSTHROUGH = Decision("fallback", "passthrough")
+_JSON = "application/json"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class _Message(msgspec.Struct):
+    role: str
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class ChatHead(msgspec.Struct):
+    """The request fields routing needs; everything else is forwarded untouched."""
+
+    model: str
+    messages: list[_Message]
+    stream: bool = False
+    user: str | None = None
+    stream_options: _StreamOptions | None = None
+
+
+_decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
+
+
+def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
+    """Decode a chat completion request body.
+
+    Returns:
+        The whole body as a dict (forwarded) and its validated head.
+
+    Raises:
+        InvalidRequestError: not JSON, not an object, a required field missing, a wrong type,
+            or an empty ``messages`` list; ``param`` names the field.
+    """
+    try:
+        body = _decode_json(raw)
+    except msgspec.DecodeError:
+        raise InvalidRequestError(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    try:
+        head = msgspec.convert(body, ChatHead)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        param = None
+        if "`$." in text:
+            param = text.rsplit("`$.", 1)[1].rstrip("`").split("[", 1)[0].split(".", 1)[0]
+        raise InvalidRequestError(f"Invalid request: {text}", param=param) from None
+    if not head.messages:
+        raise InvalidRequestError(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            param="messages",
+        )
+    return body, head
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Who is calling and what they asked for in headers."""
+
+    request_id: str
+    started: float
+    key_name: str | None = None
+    may_override: bool = False
+    subject: str | None = None
+    forced_variant: str | None = None
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the HTTP layer sends: a body, or an async iterator of SSE bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    media_type: str = _JSON
+    stream: AsyncIterator[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatRelay:
+    """Routes and relays chat completions; one instance per app."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        flags: FlagSource,
+        upstreams: UpstreamPool,
+        telemetry: Telemetry,
+        *,
+        log_payloads: bool = False,
+        clock: Callable[[], float] = perf_counter,
+    ) -> None:
+        self._routes = config.routes
+        self._flags = flags
+        self._upstreams = upstreams
+        self._telemetry = telemetry
+        self._metrics = telemetry.metrics
+        self._log_payloads = log_payloads
+        self._clock = clock
+        self._failover_children: dict[tuple[str, str], Any] = {}
+
+    def reject(self, rec: RequestRecord, exc: GatewayError) -> Reply:
+        """Finish ``rec`` with ``exc`` and build its OpenAI error reply."""
+        rec.status = exc.status_code
+        rec.error_code = exc.code
+        self._telemetry.finish(rec)
+        headers = {"x-request-id": rec.request_id, **exc.headers()}
+        if rec.route is not None:
+            headers["x-gateway-route"] = rec.route
+        return Reply(exc.status_code, headers, exc.to_body())
+
+    async def complete(self, raw: bytes, ctx: CallContext) -> Reply:
+        """Answer one ``POST /v1/chat/completions`` body. Never raises a :class:`GatewayError`:
+        it becomes the reply."""
+        rec = RequestRecord(ctx.request_id, ctx.started, client_key=ctx.key_name)
+        inflight = None
+        try:
+            body, head = parse_chat_request(raw)
+            rec.stream = head.stream
+            route = self._routes.get(head.model)
+            if route is None:
+                raise ModelNotFoundError(
+                    f"The model '{head.model}' does not exist or you do not have access to it.",
+                    param="model",
+                )
+            rec.route = route.name
+            variant, decision = self._decide(route, head, ctx)
+            inflight = self._metrics.inflight_by_route[route.name]
+            inflight.inc()
+            if self._log_payloads:
+                rec.extra["messages"] = body.get("messages")
+            if head.stream:
+                reply = await self._open_stream(route, variant, decision, body, head, rec, ctx)
+                inflight = None  # the stream decrements it when it ends
+                return reply
+            return await self._unary(route, variant, decision, body, rec, ctx)
+        except GatewayError as exc:
+            return self.reject(rec, exc)
+        finally:
+            if inflight is not None:
+                inflight.dec()
+
+    def _decide(self, route: Route, head: ChatHead, ctx: CallContext) -> tuple[Variant, Decision]:
+        if ctx.forced_variant is not None:
+            if not ctx.may_override:
+                raise PermissionDeniedError(
+                    "x-gateway-variant needs a key allowed to override variants "
+                    "(GATEWAY_OVERRIDE_KEYS)."
+                )
+            name = {"candidate": route.candidate, "fallback": route.fallback}.get(
+                ctx.forced_variant, ctx.forced_variant
+            )
+            if name not in route.variants:
+                raise InvalidRequestError(
+                    f"Unknown variant '{ctx.forced_variant}' for route '{route.name}' "
+                    f"(variants: {', '.join(route.variants)}).",
+                    param="x-gateway-variant",
+                )
+            if name == route.candidate:
+                return route.variants[name], Decision("candidate", "override")
+            return route.variants[name], Decision("fallback", "override")
+        if route.passthrough:
+            return route.variants[route.fallback], _PASSTHROUGH
+        subject = ctx.subject if ctx.subject is not None else head.user
+        decision = decide(self._flags.flag(route.name), subject, ctx.key_name)
+        name = route.candidate if decision.role == "candidate" else route.fallback
+        return route.variants[name], decision
+
+    def _payload(self, route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> bytes:
+        out = dict(body)
+        out["model"] = variant.model
+        if not route.passthrough:
+            out["messages"] = apply_prompt(
+                body["messages"], variant.system_prompt, variant.few_shot, route.system_prompt_mode
+            )
+        if variant.params:
+            out.update(variant.params)
+        if stream:
+            options = body.get("stream_options")
+            out["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        return _encode_json(out)
+
+    async def _attempt(
+        self,
+        route: Route,
+        variant: Variant,
+        decision: Decision,
+        body: dict[str, Any],
+        rec: RequestRecord,
+        ctx: CallContext,
+        stream: bool,
+    ) -> tuple[Variant, Decision, httpx.Response, Any]:
+        """Call the variant's upstream; on a failure the route fails over on, call the fallback.
+
+        Returns the variant and decision that answered, the open response, and for unary calls
+        the decoded completion view.
+        """
+        while True:
+            payload = self._payload(route, variant, body, stream)
+            client = self._upstreams[variant.upstream]
+            t0 = self._clock()
+            try:
+                response = await client.send(payload, stream=stream, request_id=ctx.request_id)
+                view = None
+                if not stream:
+                    try:
+                        view = decode_completion(response.content)
+                    except msgspec.DecodeError:
+                        raise UpstreamProtocolError(
+                            f"upstream '{variant.upstream}' answered with invalid JSON",
+                            upstream=variant.upstream,
+                        ) from None
+            except UpstreamError as exc:
+                spent = self._clock() - t0
+                rec.upstream_seconds += spent
+                if not self._should_failover(route, variant, decision, exc):
+                    rec.variant, rec.decision = variant.name, decision.reason
+                    rec.upstream, rec.upstream_model = variant.upstream, variant.model
+                    raise
+                self._metrics.variants[(route.name, variant.name)].upstream_duration.observe(spent)
+                self._count_failover(route.name, exc.failover_reason or "5xx")
+                rec.failover_reason = exc.failover_reason
+                rec.failed_variant = variant.name
+                variant, decision = route.variants[route.fallback], _FAILOVER
+                continue
+            spent = self._clock() - t0
+            rec.upstream_seconds += spent
+            rec.attempt_seconds = spent
+            rec.variant, rec.decision = variant.name, decision.reason
+            rec.upstream, rec.upstream_model = variant.upstream, variant.model
+            return variant, decision, response, view
+
+    @staticmethod
+    def _should_failover(
+        route: Route, variant: Variant, decision: Decision, exc: UpstreamError
+    ) -> bool:
+        return (
+            decision.reason not in ("override", "failover", "passthrough")
+            and variant.name == route.candidate
+            and route.candidate != route.fallback
+            and exc.failover_reason is not None
+            and exc.failover_reason in route.failover_on
+        )
+
+    def _count_failover(self, route: str, reason: str) -> None:
+        child = self._failover_children.get((route, reason))
+        if child is None:
+            child = self._failover_children[(route, reason)] = self._metrics.failovers.labels(
+                route, reason
+            )
+        child.inc()
+
+    def _headers(self, rec: RequestRecord, variant: Variant, decision: Decision) -> dict[str, str]:
+        return {
+            "x-request-id": rec.request_id,
+            "x-gateway-route": variant.route,
+            "x-gateway-variant": variant.name,
+            "x-gateway-decision": decision.reason,
+            "x-gateway-overhead-ms": f"{rec.overhead_seconds(self._clock()) * 1000:.3f}",
+        }
+
+    async def _unary(
+        self,
+        route: Route,
+        variant: Variant,
+        decision: Decision,
+        body: dict[str, Any],
+        rec: RequestRecord,
+        ctx: CallContext,
+    ) -> Reply:
+        variant, decision, response, view = await self._attempt(
+            route, variant, decision, body, rec, ctx, stream=False
+        )
+        if view.usage is not None:
+            rec.input_tokens = view.usage.prompt_tokens
+            rec.output_tokens = view.usage.completion_tokens
+        rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
+        rec.priced = variant.priced
+        if view.choices and view.choices[0].message is not None:
+            rec.completion = view.choices[0].message.content
+        headers = self._headers(rec, variant, decision)
+        self._telemetry.finish(rec)
+        return Reply(200, headers, response.content)
+
+    async def _open_stream(
+        self,
+        route: Route,
+        variant: Variant,
+        decision: Decision,
+        body: dict[str, Any],
+        head: ChatHead,
+        rec: RequestRecord,
+        ctx: CallContext,
+    ) -> Reply:
+        variant, decision, response, _ = await self._attempt(
+            route, variant, decision, body, rec, ctx, stream=True
+        )
+        rec.priced = variant.priced
+        wants_usage = head.stream_options is not None and head.stream_options.include_usage
+        headers = self._headers(rec, variant, decision)
+        headers.update(_SSE_HEADERS)
+        events = self._relay_events(response, variant, rec, wants_usage)
+        return Reply(200, headers, media_type="text/event-stream", stream=events)
+
+    async def _relay_events(
+        self, response: httpx.Response, variant: Variant, rec: RequestRecord, wants_usage: bool
+    ) -> AsyncIterator[bytes]:
+        """Relay upstream SSE events as they arrive; end in ``[DONE]`` or an error event."""
+        decoder = SSEDecoder()
+        parts: list[str] = []
+        done = False
+        failed: GatewayError | None = None
+        clock = self._clock
+        chunks = response.aiter_raw().__aiter__()
+        try:
+            while True:
+                t0 = clock()
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    rec.add_upstream(clock() - t0)
+                    break
+                except httpx.HTTPError as exc:
+                    rec.add_upstream(clock() - t0)
+                    failed = translate_transport_error(exc, variant.upstream)
+                    break
+                rec.add_upstream(clock() - t0)
+                if done:
+                    continue
+                for event in decoder.feed(chunk):
+                    data = event_data(event)
+                    if data is None:
+                        yield event + b"\n\n"
+                        continue
+                    if data == DONE:
+                        done = True
+                        yield b"data: [DONE]\n\n"
+                        break
+                    try:
+                        view = decode_chunk(data)
+                    except msgspec.DecodeError:
+                        failed = UpstreamProtocolError(
+                            f"upstream '{variant.upstream}' sent an invalid stream event",
+                            upstream=variant.upstream,
+                        )
+                        break
+                    if view.error is not None:
+                        failed = UpstreamError(
+                            f"upstream '{variant.upstream}' reported an error mid-stream",
+                            upstream=variant.upstream,
+                            code="upstream_stream_error",
+                        )
+                        yield event + b"\n\n"
+                        break
+                    if view.usage is not None:
+                        rec.input_tokens = view.usage.prompt_tokens
+                        rec.output_tokens = view.usage.completion_tokens
+                        if not view.choices and not wants_usage:
+                            continue
+                    for choice in view.choices:
+                        if choice.index == 0 and choice.delta and choice.delta.content:
+                            if rec.ttft_seconds is None:
+                                rec.ttft_seconds = clock() - rec.started
+                            parts.append(choice.delta.content)
+                    yield event + b"\n\n"
+                if failed is not None:
+                    break
+            if failed is None and not done:
+                failed = UpstreamProtocolError(
+                    f"upstream '{variant.upstream}' ended the stream before completion",
+                    upstream=variant.upstream,
+                    code="stream_interrupted",
+                )
+            if failed is not None:
+                # The client already has a 200; the record keeps the failure for metrics/logs.
+                rec.status = failed.status_code
+                rec.error_code = failed.code
+                if failed.code != "upstream_stream_error":  # that one was relayed as it came
+                    yield sse_error_event(failed.message, failed.code or "upstream_error")
+        except (GeneratorExit, asyncio.CancelledError):
+            rec.client_disconnected = True
+            rec.status = CLIENT_CLOSED_REQUEST
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
+            rec.completion = "".join(parts)
+            self._metrics.inflight_by_route[variant.route].dec()
+            self._telemetry.finish(rec)

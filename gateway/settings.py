@@ -1,0 +1,134 @@
+"""Process-level settings (12-factor): environment variables ``GATEWAY_*``, nested with ``__``.
+
+Secrets (client keys, admin keys, upstream API keys) only ever come from the environment or from
+a mounted file named by a ``*_FILE`` setting, never from the routes file. Loaded by
+pydantic-settings; an optional ``.env`` in the working directory is read too.
+
+Examples::
+
+    GATEWAY_CONFIG=config/gateway.yaml
+    GATEWAY_CLIENT_KEYS='{"web-app": "sk-..."}'      # name -> key, JSON
+    GATEWAY_CLIENT_KEYS_FILE=/run/secrets/client-keys.json
+    GATEWAY_OVERRIDE_KEYS='["eval"]'                  # key names allowed to force a variant
+    GATEWAY_UPSTREAM__MAX_CONNECTIONS=512
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.errors import ConfigError
+
+__all__ = ["Settings", "UpstreamSettings", "load_key_file", "load_settings"]
+
+
+class UpstreamSettings(BaseModel):
+    """The pooled upstream HTTP client (one pool per upstream).
+
+    Timeouts are in seconds. The read timeout is the upstream's own ``timeout_s`` in the routes
+    file, because it depends on the model behind it.
+    """
+
+    transport: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description="aiohttp transport under httpx's interface (faster under concurrency, "
+        "encode/httpx#3215) or httpx's own.",
+    )
+    max_connections: int = Field(512, ge=1, description="Connections per upstream at most.")
+    max_keepalive_connections: int = Field(128, ge=0)
+    keepalive_expiry_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a free connection, then 503.")
+
+
+class Settings(BaseSettings):
+    """All process settings. Field ``x`` is read from ``GATEWAY_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_payloads: bool = Field(False, description="Log prompt and completion text (off: never).")
+    config: Path = Field(Path("config/gateway.yaml"), description="The routes file.")
+    flag_store: str = Field(
+        "sqlite:///var/gateway-flags.db",
+        description="sqlite:///PATH (embedded default) or redis://HOST:PORT/DB (replicas).",
+    )
+    client_keys: dict[str, SecretStr] = Field(default_factory=dict, description="name -> key")
+    client_keys_file: Path | None = None
+    admin_keys: dict[str, SecretStr] = Field(default_factory=dict, description="name -> key")
+    admin_keys_file: Path | None = None
+    override_keys: list[str] = Field(
+        default_factory=list,
+        description="Client key names allowed to force a variant with x-gateway-variant.",
+    )
+    allow_open_access: bool = Field(
+        False, description="Serve the data plane without client keys (never in production)."
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+
+    def all_client_keys(self) -> dict[str, str]:
+        """Client keys from ``GATEWAY_CLIENT_KEYS`` merged with ``GATEWAY_CLIENT_KEYS_FILE``."""
+        return _merge(self.client_keys, self.client_keys_file, "GATEWAY_CLIENT_KEYS_FILE")
+
+    def all_admin_keys(self) -> dict[str, str]:
+        """Admin keys from ``GATEWAY_ADMIN_KEYS`` merged with ``GATEWAY_ADMIN_KEYS_FILE``."""
+        return _merge(self.admin_keys, self.admin_keys_file, "GATEWAY_ADMIN_KEYS_FILE")
+
+
+def _merge(inline: dict[str, SecretStr], path: Path | None, setting: str) -> dict[str, str]:
+    keys = {name: secret.get_secret_value() for name, secret in inline.items()}
+    if path is not None:
+        keys.update(load_key_file(path, setting))
+    return keys
+
+
+def load_key_file(path: Path, setting: str) -> dict[str, str]:
+    """Read a mounted key file: a JSON object ``{"name": "key", ...}``.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or not a mapping of strings.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{setting}={path}: cannot read the file ({exc.strerror})"]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f'{setting}={path}: line {exc.lineno}: not JSON; write {{"name": "key"}}']
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()
+    ):
+        raise ConfigError([f"{setting}={path}: must be a JSON object of name -> non-empty key"])
+    return data
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment.
+
+    Raises:
+        ConfigError: a variable has the wrong type; the message names the variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "GATEWAY_" + "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"environment: {name}: {err['msg']}")
+        raise ConfigError(problems) from None

@@ -1,0 +1,141 @@
+"""The pooled, long-lived upstream clients: one ``httpx.AsyncClient`` per configured upstream.
+
+The transport is chosen by ``GATEWAY_UPSTREAM__TRANSPORT``: ``aiohttp`` (httpx-aiohttp, the
+default: httpx's own pool slows down under concurrency, encode/httpx#3215) or ``httpx``. Either
+way callers see httpx's interface, and every transport exception leaves this module as an
+:class:`~gateway.errors.UpstreamError`.
+
+Limits are set on purpose: ``max_connections`` per upstream, a connect timeout, a pool timeout
+(waiting for a free connection ends in 503 instead of queueing forever) and the upstream's own
+read timeout (``timeout_s`` in the routes file, time allowed between two reads).
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from gateway.config import UpstreamConfig
+from gateway.errors import ConfigError, UpstreamStatusError
+from gateway.settings import UpstreamSettings
+from gateway.upstream.errors import translate_transport_error
+
+__all__ = ["UpstreamClient", "UpstreamPool"]
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamClient:
+    """One upstream: its pooled client and its credentials (never the client's)."""
+
+    __slots__ = ("_client", "name", "url")
+
+    def __init__(
+        self, name: str, config: UpstreamConfig, settings: UpstreamSettings, api_key: str | None
+    ) -> None:
+        self.name = name
+        self.url = config.base_url + "/chat/completions"
+        headers = {"content-type": "application/json", **config.headers}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_keepalive_connections,
+            keepalive_expiry=settings.keepalive_expiry_s,
+        )
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=config.timeout_s,
+            write=config.timeout_s,
+            pool=settings.pool_timeout_s,
+        )
+        transport: httpx.AsyncBaseTransport
+        if settings.transport == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 -- optional transport
+
+            transport = AiohttpTransport(limits=limits)
+        else:
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._client = httpx.AsyncClient(
+            transport=transport, headers=headers, timeout=timeout, trust_env=False
+        )
+
+    async def send(self, body: bytes, *, stream: bool, request_id: str) -> httpx.Response:
+        """POST a chat completion; return the open response once its status is 2xx.
+
+        With ``stream`` the body is not read: the caller iterates it and must ``aclose()`` it.
+        Without, the body is read before returning.
+
+        Raises:
+            UpstreamStatusError: the upstream answered a non-2xx status (its body is kept for
+                relaying 4xx answers about the client's request).
+            UpstreamConnectError, UpstreamTimeoutError, PoolExhaustedError: transport failures.
+        """
+        request = self._client.build_request(
+            "POST", self.url, content=body, headers={"x-request-id": request_id}
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(exc, self.name) from None
+        try:
+            if response.status_code >= 300:
+                raise await self._status_error(response)
+            if not stream:
+                await response.aread()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise translate_transport_error(exc, self.name) from None
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+    async def _status_error(self, response: httpx.Response) -> UpstreamStatusError:
+        body = b""
+        async for part in response.aiter_raw():
+            body += part
+            if len(body) > _MAX_ERROR_BODY:
+                body = b""
+                break
+        await response.aclose()
+        if not body.lstrip().startswith(b"{"):
+            body = b""
+        return UpstreamStatusError(
+            f"upstream '{self.name}' answered HTTP {response.status_code}",
+            upstream=self.name,
+            upstream_status=response.status_code,
+            body=body or None,
+            retry_after=response.headers.get("retry-after"),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class UpstreamPool:
+    """All upstream clients, built from the routes file; keys read from the environment."""
+
+    def __init__(self, upstreams: dict[str, UpstreamConfig], settings: UpstreamSettings) -> None:
+        problems = [
+            f"upstreams.{name}.api_key_env: environment variable {cfg.api_key_env} is not set "
+            "(export it, or remove api_key_env for an upstream without a key)"
+            for name, cfg in upstreams.items()
+            if cfg.api_key_env and not os.environ.get(cfg.api_key_env)
+        ]
+        if problems:
+            raise ConfigError(problems)
+        self.clients = {
+            name: UpstreamClient(
+                name, cfg, settings, os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+            )
+            for name, cfg in upstreams.items()
+        }
+
+    def __getitem__(self, name: str) -> UpstreamClient:
+        return self.clients[name]
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
