@@ -147,6 +147,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
         },
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
+        logging_config=None,
         debug=False,
     )
     app.state.gateway = gw

@@ -103,6 +103,9 @@ def serve(
     settings = _validated_settings()
     import uvicorn  # noqa: PLC0415
 
+    from gateway.telemetry import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.log_level)
     uvicorn.run(
         "gateway.app:app_from_environment",
         factory=True,
@@ -112,6 +115,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
         lifespan="on",

@@ -100,7 +100,7 @@ class Telemetry:
             "ttft_ms": None if rec.ttft_seconds is None else round(rec.ttft_seconds * 1000, 3),
             "input_tokens": rec.input_tokens,
             "output_tokens": rec.output_tokens,
-            "cost_usd": rec.cost_usd if rec.priced else None,
+            "cost_usd": round(rec.cost_usd, 10) if rec.priced else None,
             "client_key": rec.client_key,
         }
         if rec.failover_reason:

@@ -1,0 +1,231 @@
+"""Start the gateway and the simulator as real processes on loopback, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.simulator import ANNOUNCE_PREFIX
+
+__all__ = [
+    "GatewayProcess",
+    "SimulatorProcess",
+    "free_port",
+    "routes_yaml",
+    "start_gateway",
+    "start_simulator",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATE_MODEL = "ft:sim-mini:acme:support-classifier:v1"
+FALLBACK_MODEL = "sim-mini"
+CLIENT_KEY = "sk-test-client"
+EVAL_KEY = "sk-test-eval"
+ADMIN_KEY = "sk-test-admin"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SimulatorProcess:
+    """A running ``gateway simulate`` and its control API."""
+
+    proc: subprocess.Popen[str]
+    url: str
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def set_behaviour(self, model: str, **behaviour: Any) -> None:
+        httpx.put(f"{self.url}/_simulator/models/{model}", json=behaviour).raise_for_status()
+
+    def reset(self) -> None:
+        for model in list(self.behaviours()):
+            httpx.delete(f"{self.url}/_simulator/models/{model}").raise_for_status()
+        httpx.post(f"{self.url}/_simulator/stats/reset").raise_for_status()
+
+    def behaviours(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(f"{self.url}/_simulator/models").json()
+        return data.get("models", data)
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.url}/_simulator/stats").json()
+        return result
+
+
+@contextmanager
+def start_simulator(config: Path | None = None) -> Iterator[SimulatorProcess]:
+    """Run ``python -m gateway simulate --port 0`` and read the URL it announces."""
+    cmd = [sys.executable, "-m", "gateway", "simulate", "--port", "0"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    proc = subprocess.Popen(  # noqa: S603
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        url = None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(ANNOUNCE_PREFIX):
+                url = line[len(ANNOUNCE_PREFIX) :].strip()
+                break
+        if url is None:
+            raise RuntimeError(f"simulator did not start: {proc.poll()}")
+        yield SimulatorProcess(proc, url)
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class GatewayProcess:
+    """A running ``gateway serve``: its URL, its log file and its process."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (optionally only those with ``event``)."""
+        import json
+
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            item = json.loads(line)
+            if event is None or item.get("event") == event:
+                out.append(item)
+        return out
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics").text
+
+
+def routes_yaml(
+    simulator_url: str,
+    *,
+    weight: int = 50_000,
+    timeout_s: float = 5.0,
+    failover_on: str = "[connect, timeout, 5xx, 429, invalid_response]",
+    extra_upstreams: str = "",
+    extra: str = "",
+) -> str:
+    """A support-triage routes file against ``simulator_url`` (the simulator's base, no /v1)."""
+    return f"""
+upstreams:
+  simulator:
+    base_url: {simulator_url}/v1
+    timeout_s: {timeout_s}
+{extra_upstreams}
+routes:
+  support-triage:
+    contract: {{labels: [billing, technical, account]}}
+    variants:
+      finetuned:
+        upstream: simulator
+        model: "{CANDIDATE_MODEL}"
+        system_prompt: "You are a support classifier. Respond with one label."
+      prompted:
+        upstream: simulator
+        model: {FALLBACK_MODEL}
+        system_prompt_file: {ROOT}/config/prompts/support-triage/system.md
+        few_shot_file: {ROOT}/config/prompts/support-triage/examples.jsonl
+    candidate: finetuned
+    fallback: prompted
+    flag: {{enabled: true, weight: {weight}}}
+    failover_on: {failover_on}
+{extra}
+prices:
+  {FALLBACK_MODEL}: {{input: 0.15, output: 0.60}}
+  "{CANDIDATE_MODEL}": {{input: 0.30, output: 1.20}}
+"""
+
+
+@contextmanager
+def start_gateway(
+    tmp_path: Path,
+    routes: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[GatewayProcess]:
+    """Write ``routes`` to a file and run ``python -m gateway serve`` on a free port."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(routes)
+    port = free_port()
+    log_path = tmp_path / f"gateway-{port}.log"
+    full_env = {
+        **os.environ,
+        "GATEWAY_CONFIG": str(config),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_WORKERS": str(workers),
+        "GATEWAY_CLIENT_KEYS": f'{{"test-app": "{CLIENT_KEY}", "eval": "{EVAL_KEY}"}}',
+        "GATEWAY_OVERRIDE_KEYS": '["eval"]',
+        "GATEWAY_ADMIN_KEYS": f'{{"ops": "{ADMIN_KEY}"}}',
+        "GATEWAY_FLAG_STORE": f"sqlite:///{tmp_path}/flags-{port}.db",
+        "GATEWAY_SHUTDOWN_GRACE_S": "2",
+        **(env or {}),
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "gateway", "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url + "/healthz", proc, log_path)
+        yield GatewayProcess(proc, url, log_path)
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[Any], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
