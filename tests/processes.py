@@ -76,7 +76,7 @@ def start_simulator(config: Path | None = None) -> Iterator[SimulatorProcess]:
     cmd = [sys.executable, "-m", "gateway", "simulate", "--port", "0"]
     if config is not None:
         cmd += ["--config", str(config)]
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
     )
     try:
@@ -192,7 +192,7 @@ def start_gateway(
         **(env or {}),
     }
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
