@@ -156,11 +156,17 @@ def demo(
     port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
     simulator_port: Annotated[int, typer.Option(help="Simulator port.")] = 8001,
     config: Annotated[Path, typer.Option(help="Routes file.")] = Path("config/gateway.yaml"),
+    simulator_config: Annotated[Path, typer.Option(help="Simulator behaviours.")] = Path(
+        "config/simulator.yaml"
+    ),
 ) -> None:
     """Start the simulator and the gateway on its embedded defaults, with the demo key sk-demo."""
     console = Console(stderr=True)
     sim = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-        [sys.executable, "-m", "gateway", "simulate", "--port", str(simulator_port)],
+        [
+            sys.executable, "-m", "gateway", "simulate",
+            "--port", str(simulator_port), "--config", str(simulator_config),
+        ],
     )
     try:
         _wait_healthy(f"http://127.0.0.1:{simulator_port}/healthz", sim)
