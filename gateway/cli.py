@@ -160,31 +160,58 @@ def demo(
         "config/simulator.yaml"
     ),
 ) -> None:
-    """Start the simulator and the gateway on its embedded defaults, with the demo key sk-demo."""
+    """Start the simulator and the gateway on its embedded defaults, with the demo key sk-demo.
+
+    Both run as child processes; Ctrl-C or SIGTERM stops both.
+    """
     console = Console(stderr=True)
-    sim = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-        [
-            sys.executable, "-m", "gateway", "simulate",
-            "--port", str(simulator_port), "--config", str(simulator_config),
-        ],
-    )
+    env = {
+        "GATEWAY_CLIENT_KEYS": '{"demo": "sk-demo", "eval": "sk-eval"}',
+        "GATEWAY_OVERRIDE_KEYS": '["eval"]',
+        "GATEWAY_ADMIN_KEYS": '{"ops": "sk-admin"}',
+        **os.environ,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_WORKERS": "1",
+        "GATEWAY_CONFIG": str(config),
+    }
+    gateway_cmd = [sys.executable, "-m", "gateway", "serve"]
+    simulator_cmd = [
+        *(sys.executable, "-m", "gateway", "simulate"),
+        *("--port", str(simulator_port), "--config", str(simulator_config)),
+    ]
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        _wait_healthy(f"http://127.0.0.1:{simulator_port}/healthz", sim)
-        os.environ.setdefault("GATEWAY_CLIENT_KEYS", '{"demo": "sk-demo", "eval": "sk-eval"}')
-        os.environ.setdefault("GATEWAY_OVERRIDE_KEYS", '["eval"]')
-        os.environ.setdefault("GATEWAY_ADMIN_KEYS", '{"ops": "sk-admin"}')
+        children.append(subprocess.Popen(simulator_cmd))  # noqa: S603 -- our own module
+        _wait_healthy(f"http://127.0.0.1:{simulator_port}/healthz", children[0])
+        children.append(subprocess.Popen(gateway_cmd, env=env))  # noqa: S603
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", children[1])
         console.print(
-            f"[bold]demo:[/] gateway on http://127.0.0.1:{port}/v1, key sk-demo; "
-            f"simulator on http://127.0.0.1:{simulator_port}/v1; "
-            "try: python examples/classify_tickets.py"
+            f"[bold]demo ready:[/] gateway http://127.0.0.1:{port}/v1 (client key sk-demo, "
+            f"eval key sk-eval, admin key sk-admin); simulator http://127.0.0.1:{simulator_port}"
+            "/v1\n  try: .venv/bin/python examples/classify_tickets.py"
         )
-        serve(host="127.0.0.1", port=port, workers=1, config=config)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
     finally:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:

@@ -91,6 +91,8 @@ _CUES: dict[str, tuple[tuple[str, int], ...]] = {
         (r"\busername|\buser name", 3),
         (r"\b(delete|close|deactivate|remove)\b.{0,12}\baccount", 3),
         (r"\bprofile|\bverification code|\bverify my", 2),
+        (r"\bteammate|\bteam member|\binvit(e|ation)|\broles?\b|\bpermissions?\b", 3),
+        (r"\bget back in\b|\bregain access|\b(can't|cannot|can not) access my", 2),
         (r"\baccount\b", 1),
         (r"\blog ?in\b|\bsign ?in\b|\blogged out\b", 1),
     ),
