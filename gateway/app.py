@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
 
+from gateway import __version__
+from gateway.api.admin import admin_handlers
 from gateway.api.openai import new_request_id, openai_handlers
 from gateway.api.ops import ops_handlers
 from gateway.auth import KeyRing
@@ -26,9 +29,9 @@ from gateway.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from gateway.flags import ConfigFlags
+from gateway.flags.service import FlagService
+from gateway.flags.store import open_store
 from gateway.relay import ChatRelay
-from gateway.routing import FlagSource
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
 from gateway.upstream import UpstreamPool
@@ -43,8 +46,9 @@ class Gateway:
     settings: Settings
     config: GatewayConfig
     client_keys: KeyRing
+    admin_keys: KeyRing
     override_keys: frozenset[str]
-    flags: FlagSource
+    flags: FlagService
     upstreams: UpstreamPool
     metrics: Metrics
     telemetry: Telemetry
@@ -53,13 +57,19 @@ class Gateway:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def readiness(self) -> dict[str, Any]:
-        """``/readyz``: config loaded and where flags come from."""
+        """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
+        store = self.flags.status()
         return {
-            "status": "ready",
+            "status": "ready" if store["state"] == "ok" else "degraded",
             "config": str(self.config.path),
             "routes": len(self.config.routes),
-            "flag_store": "config",
+            "flag_store": store,
         }
+
+    def guard_state(self, route: str) -> dict[str, Any] | None:
+        """The route's guard state for ``/admin/routes`` (None without a guard)."""
+        guard = self.extra.get("guard")
+        return None if guard is None else guard.state(route)
 
 
 def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Gateway:
@@ -73,16 +83,23 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         allow_open=settings.allow_open_access,
         other_plane=admin_keys,
     )
+    admin = KeyRing(admin_keys, plane="admin", required=False, other_plane=client_keys)
     logger = get_logger("gateway")
     metrics = Metrics(config)
     telemetry = Telemetry(metrics, logger, log_payloads=settings.log_payloads)
-    flags = ConfigFlags(config)
+    store = open_store(
+        settings.flag_store,
+        namespace=settings.flag_store_namespace,
+        poll_interval_s=settings.flag_poll_interval_s,
+    )
+    flags = FlagService(config, store, metrics, logger)
     upstreams = UpstreamPool(config.upstreams, settings.upstream)
     relay = ChatRelay(config, flags, upstreams, telemetry, log_payloads=settings.log_payloads)
     return Gateway(
         settings=settings,
         config=config,
         client_keys=keys,
+        admin_keys=admin,
         override_keys=frozenset(settings.override_keys),
         flags=flags,
         upstreams=upstreams,
@@ -105,10 +122,13 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             config=str(gw.config.path),
             routes=sorted(gw.config.routes),
             transport=settings.upstream.transport,
+            flag_store=gw.flags.store_kind,
         )
+        await gw.flags.start()
         try:
             yield
         finally:
+            await gw.flags.stop()
             await gw.upstreams.aclose()
             gw.logger.info("gateway.stopped")
 
@@ -121,6 +141,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             mapped = NotFoundError(f"Unknown path: {request.method} {request.url.path}")
         elif exc.status_code == 413:
             mapped = PayloadTooLargeError("Request body too large.")
+        elif isinstance(exc, ValidationException):
+            mapped = _validation_error(exc)
         elif exc.status_code == 400:
             mapped = InvalidRequestError(str(exc.detail))
         else:
@@ -138,7 +160,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
         return _error_response(request, GatewayError("The gateway had an internal error."))
 
     app = Litestar(
-        route_handlers=[*openai_handlers(gw), *ops_handlers(gw)],
+        route_handlers=[*openai_handlers(gw), *ops_handlers(gw), *admin_handlers(gw)],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: on_gateway_error,
@@ -146,12 +168,28 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             Exception: on_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="gateway admin API",
+            version=__version__,
+            path="/admin/openapi",
+            description="Flags, audit and routes of the feature-flagged inference gateway.",
+        ),
         logging_config=None,
         debug=False,
     )
     app.state.gateway = gw
     return app
+
+
+def _validation_error(exc: ValidationException) -> InvalidRequestError:
+    """Litestar's body/parameter validation failure, as one readable 400."""
+    details = exc.extra if isinstance(exc.extra, list) else []
+    parts = [
+        f"{d.get('key') or 'body'}: {d.get('message')}" for d in details if isinstance(d, dict)
+    ]
+    param = next((d.get("key") for d in details if isinstance(d, dict) and d.get("key")), None)
+    message = "Invalid request: " + ("; ".join(parts) if parts else str(exc.detail))
+    return InvalidRequestError(message, param=param)
 
 
 def _error_response(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:

@@ -37,6 +37,7 @@ class KeyRing:
         *,
         plane: str,
         allow_open: bool = False,
+        required: bool = True,
         other_plane: Mapping[str, str] | None = None,
     ) -> None:
         """Build a key ring.
@@ -45,13 +46,15 @@ class KeyRing:
             keys: name -> secret key.
             plane: ``"client"`` or ``"admin"``, used in messages.
             allow_open: accept requests without a key (the name is then ``None``).
+            required: without keys (and without ``allow_open``), refuse to build (True) or
+                build a ring that rejects every request (False: the plane is disabled).
             other_plane: the other plane's keys, so that a key of the wrong plane gets 403
                 rather than 401.
 
         Raises:
             ConfigError: no keys and no open access, or an empty key.
         """
-        if not keys and not allow_open:
+        if not keys and not allow_open and required:
             raise ConfigError(
                 [
                     f"settings: no {plane} keys are configured; set GATEWAY_{plane.upper()}_KEYS "
@@ -79,6 +82,11 @@ class KeyRing:
         """
         if self._open:
             return None
+        if not self._digests:
+            raise AuthenticationError(
+                f"The {self.plane} API is disabled: no {self.plane} keys are configured "
+                f"(GATEWAY_{self.plane.upper()}_KEYS)."
+            )
         token = bearer_token(authorization)
         if token is None:
             raise AuthenticationError("Missing bearer key: send 'Authorization: Bearer <key>'.")
@@ -94,9 +102,7 @@ class KeyRing:
             if hmac.compare_digest(digest, expected):
                 other = True
         if other:
-            raise PermissionDeniedError(
-                f"This key is not a {self.plane} key and cannot be used here."
-            )
+            raise PermissionDeniedError(f"This key is not valid for the {self.plane} API.")
         raise AuthenticationError("Incorrect API key provided.")
 
 

@@ -153,6 +153,17 @@ class ConflictError(ClientError):
         super().__init__(message)
         self.current = current
 
+    def to_body(self) -> bytes:
+        """The envelope plus ``"current"``: the resource as it is now."""
+        if self.current is None:
+            return super().to_body()
+        return _encode(
+            {
+                "error": _ErrorDetail(self.message, self.error_type, self.param, self.code),
+                "current": self.current,
+            }
+        )
+
 
 class PayloadTooLargeError(ClientError):
     """413: the request body is larger than ``GATEWAY_MAX_BODY_BYTES``."""

@@ -16,11 +16,12 @@ Examples::
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from gateway.errors import ConfigError
 
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     flag_store: str = Field(
         "sqlite:///var/gateway-flags.db",
         description="sqlite:///PATH (embedded default) or redis://HOST:PORT/DB (replicas).",
+    )
+    flag_store_namespace: str = Field("gateway", description="Redis key prefix.")
+    flag_poll_interval_s: float = Field(
+        0.25, gt=0, description="How often each replica checks the store for missed changes."
     )
     client_keys: dict[str, SecretStr] = Field(default_factory=dict, description="name -> key")
     client_keys_file: Path | None = None
@@ -132,3 +137,8 @@ def load_settings() -> Settings:
             name = "GATEWAY_" + "__".join(str(p) for p in err["loc"]).upper()
             problems.append(f"environment: {name}: {err['msg']}")
         raise ConfigError(problems) from None
+    except SettingsError as exc:
+        # pydantic-settings raises this, not ValidationError, when a JSON value does not parse.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = "GATEWAY_" + found.group(1).upper() if found else "a GATEWAY_* variable"
+        raise ConfigError([f"environment: {name}: not valid JSON (write a JSON value)"]) from None

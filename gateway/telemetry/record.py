@@ -61,6 +61,8 @@ class Telemetry:
         self.metrics = metrics
         self._log = logger
         self._log_payloads = log_payloads
+        self.counts: dict[tuple[str, str], tuple[int, int]] = {}
+        """(route, variant) -> (requests, errors with status >= 500), since start."""
 
     def finish(self, rec: RequestRecord) -> None:
         """Record a finished request: ``request.completed`` log event and every metric."""
@@ -73,6 +75,8 @@ class Telemetry:
         m.count_request(route, variant, rec.decision or "none", rec.status)
         vm = m.variants.get((route, variant))
         if vm is not None:
+            requests, errors = self.counts.get((route, variant), (0, 0))
+            self.counts[(route, variant)] = (requests + 1, errors + (rec.status >= 500))
             vm.duration.observe(total)
             vm.overhead.observe(overhead)
             if rec.attempt_seconds:

@@ -1,0 +1,221 @@
+"""The control plane under ``/admin/`` (admin keys only; a client key gets 403).
+
+Every write needs a ``reason`` and is compare-and-set on the flag's ``version``, given as
+``If-Match: "<version>"`` or as ``version`` in the body; a stale version gets 409 with the
+current state. Errors use the same OpenAI-style envelope as the data plane: 400 malformed body,
+401/403 keys, 404 unknown route, 409 conflict, 422 unacceptable values, 503 store unavailable.
+Litestar documents these endpoints at ``/admin/openapi`` (``/admin/openapi/openapi.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, patch, post
+from litestar.params import Parameter
+
+from gateway.errors import InvalidRequestError
+from gateway.flags.changes import AuditEntry, FlagPatch
+from gateway.routing import FlagState
+
+__all__ = [
+    "AuditPage",
+    "FlagPatchRequest",
+    "ReleaseRequest",
+    "RollbackRequest",
+    "RouteView",
+    "admin_handlers",
+]
+
+
+class FlagPatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /admin/flags/{route}``: fields to change (lists replace lists) and why."""
+
+    reason: str | None = None
+    version: int | None = None
+    enabled: bool | None = None
+    weight: int | None = None
+    candidate_subjects: list[str] | None = None
+    fallback_subjects: list[str] | None = None
+    candidate_keys: list[str] | None = None
+    fallback_keys: list[str] | None = None
+
+
+class RollbackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/flags/{route}/rollback``."""
+
+    reason: str | None = None
+    version: int | None = None
+
+
+class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/flags/{route}/release``; ``weight`` optionally restarts the ramp."""
+
+    reason: str | None = None
+    version: int | None = None
+    weight: int | None = None
+
+
+class VariantView(msgspec.Struct):
+    upstream: str
+    model: str
+    role: str
+    requests: int
+    errors: int
+
+
+class RouteView(msgspec.Struct):
+    """One route as ``GET /admin/routes`` shows it."""
+
+    name: str
+    description: str
+    candidate: str
+    fallback: str
+    variants: dict[str, VariantView]
+    flag: FlagState | None
+    guard: dict[str, Any] | None = None
+
+
+class AuditPage(msgspec.Struct):
+    data: list[AuditEntry]
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequestError(
+            'If-Match must be the flag version, e.g. If-Match: "3".', param="If-Match"
+        ) from None
+
+
+def admin_handlers(gw: Any) -> list[Any]:
+    """Admin handlers bound to ``gw`` (a :class:`gateway.app.Gateway`)."""
+    flags = gw.flags
+    keys = gw.admin_keys
+
+    def actor(request: Request[Any, Any, Any]) -> str:
+        name = keys.authenticate(request.headers.get("authorization")) or "open-access"
+        who = request.headers.get("x-gateway-actor")
+        if who and who.isprintable() and len(who) <= 64:
+            return f"{name} ({who})"
+        return str(name)
+
+    def flag_response(state: FlagState, status_code: int = 200) -> Response[FlagState]:
+        return Response(state, status_code=status_code, headers={"etag": f'"{state.version}"'})
+
+    @get("/admin/routes", summary="Every route with variants, flag and counters")
+    async def list_routes(request: Request[Any, Any, Any]) -> list[RouteView]:
+        actor(request)
+        counts = gw.telemetry.counts
+        views = []
+        for name, route in gw.config.routes.items():
+            if route.passthrough:
+                continue
+            variants = {
+                vname: VariantView(
+                    upstream=v.upstream,
+                    model=v.model,
+                    role="candidate"
+                    if vname == route.candidate
+                    else "fallback"
+                    if vname == route.fallback
+                    else "other",
+                    requests=counts.get((name, vname), (0, 0))[0],
+                    errors=counts.get((name, vname), (0, 0))[1],
+                )
+                for vname, v in route.variants.items()
+            }
+            views.append(
+                RouteView(
+                    name=name,
+                    description=route.description,
+                    candidate=route.candidate,
+                    fallback=route.fallback,
+                    variants=variants,
+                    flag=flags.flag(name),
+                    guard=gw.guard_state(name),
+                )
+            )
+        return views
+
+    @get("/admin/flags/{route:str}", summary="A route's flag as stored now")
+    async def get_flag(request: Request[Any, Any, Any], route: str) -> Response[FlagState]:
+        actor(request)
+        return flag_response(await flags.current(route))
+
+    @patch("/admin/flags/{route:str}", summary="Change weight, kill switch or targeting")
+    async def patch_flag(
+        request: Request[Any, Any, Any],
+        route: str,
+        data: FlagPatchRequest,
+        if_match: str | None = Parameter(header="if-match", default=None),
+    ) -> Response[FlagState]:
+        who = actor(request)
+        change = FlagPatch(
+            enabled=data.enabled,
+            weight=data.weight,
+            candidate_subjects=data.candidate_subjects,
+            fallback_subjects=data.fallback_subjects,
+            candidate_keys=data.candidate_keys,
+            fallback_keys=data.fallback_keys,
+        )
+        expected = _if_match(if_match)
+        state = await flags.update(
+            route,
+            change,
+            actor=who,
+            reason=data.reason,
+            expected_version=expected if expected is not None else data.version,
+        )
+        return flag_response(state)
+
+    @post("/admin/flags/{route:str}/rollback", summary="Send all traffic to the fallback")
+    async def rollback_flag(
+        request: Request[Any, Any, Any],
+        route: str,
+        data: RollbackRequest,
+        if_match: str | None = Parameter(header="if-match", default=None),
+    ) -> Response[FlagState]:
+        who = actor(request)
+        expected = _if_match(if_match)
+        state = await flags.rollback(
+            route,
+            actor=who,
+            reason=data.reason,
+            expected_version=expected if expected is not None else data.version,
+        )
+        return flag_response(state)
+
+    @post("/admin/flags/{route:str}/release", summary="Re-arm a rolled-back flag")
+    async def release_flag(
+        request: Request[Any, Any, Any],
+        route: str,
+        data: ReleaseRequest,
+        if_match: str | None = Parameter(header="if-match", default=None),
+    ) -> Response[FlagState]:
+        who = actor(request)
+        expected = _if_match(if_match)
+        state = await flags.release(
+            route,
+            actor=who,
+            reason=data.reason,
+            weight=data.weight,
+            expected_version=expected if expected is not None else data.version,
+        )
+        return flag_response(state)
+
+    @get("/admin/audit", summary="Flag changes, newest first")
+    async def audit(
+        request: Request[Any, Any, Any],
+        route: str | None = None,
+        limit: int = Parameter(default=50, ge=1, le=1000),
+    ) -> AuditPage:
+        actor(request)
+        return AuditPage(await flags.history(route, limit))
+
+    return [list_routes, get_flag, patch_flag, rollback_flag, release_flag, audit]
