@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_flags import flags_app
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 
@@ -34,6 +35,8 @@ app = typer.Typer(
 
 EXIT_INVALID = 1
 EXIT_UNREACHABLE = 3
+
+app.add_typer(flags_app, name="flags")
 
 
 def _err(console: Console, problems: list[str], what: str) -> None:

@@ -102,6 +102,8 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
         param = None
         if "`$." in text:
             param = text.rsplit("`$.", 1)[1].rstrip("`").split("[", 1)[0].split(".", 1)[0]
+        elif "missing required field `" in text:  # top level: msgspec gives no `$.` path
+            param = text.split("missing required field `", 1)[1].split("`", 1)[0]
         raise InvalidRequestError(f"Invalid request: {text}", param=param) from None
     if not head.messages:
         raise InvalidRequestError(

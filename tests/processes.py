@@ -63,7 +63,8 @@ class SimulatorProcess:
 
     def behaviours(self) -> dict[str, Any]:
         data: dict[str, Any] = httpx.get(f"{self.url}/_simulator/models").json()
-        return data.get("models", data)
+        models: dict[str, Any] = data.get("models", data)
+        return models
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = httpx.get(f"{self.url}/_simulator/stats").json()
