@@ -147,10 +147,10 @@ class ConflictError(ClientError):
     """
 
     status_code = 409
-    default_code = "conflict"
+    default_code = "version_conflict"
 
-    def __init__(self, message: str, *, current: Any = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, current: Any = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.current = current
 
     def to_body(self) -> bytes:

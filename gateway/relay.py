@@ -30,6 +30,7 @@ from gateway.errors import (
     PermissionDeniedError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamTimeoutError,
 )
 from gateway.routing import Decision, FlagSource, apply_prompt, decide
 from gateway.telemetry import RequestRecord, Telemetry
@@ -386,6 +387,12 @@ class ChatRelay:
                 except httpx.HTTPError as exc:
                     rec.add_upstream(clock() - t0)
                     failed = translate_transport_error(exc, variant.upstream)
+                    if not isinstance(failed, UpstreamTimeoutError):
+                        failed = UpstreamProtocolError(
+                            f"upstream '{variant.upstream}' broke the stream off before completion",
+                            upstream=variant.upstream,
+                            code="stream_interrupted",
+                        )
                     break
                 rec.add_upstream(clock() - t0)
                 if done:

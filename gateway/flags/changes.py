@@ -129,6 +129,7 @@ def rollback(state: FlagState, *, actor: str, reason: str | None, now: float) ->
         raise ConflictError(
             f"Route '{state.route}' is already rolled back (since version {state.version}).",
             current=state,
+            code="already_rolled_back",
         )
     return _next(state, actor, why, now, status="rolled_back")
 
@@ -155,6 +156,7 @@ def release(
         raise ConflictError(
             f"Route '{state.route}' is not rolled back; there is nothing to release.",
             current=state,
+            code="not_rolled_back",
         )
     fields: dict[str, Any] = {"status": "active", "rollout_id": rollout_id or new_rollout_id()}
     if weight is not None:

@@ -4,7 +4,8 @@ Order of a decision (DESIGN.md section 5), first match wins:
 
 1. ``override``: a privileged key forced a variant with ``x-gateway-variant``;
 2. ``disabled`` / ``rolled_back``: the kill switch is off or the guard (or a person) rolled back;
-3. ``targeted``: the subject or the client key name is on a targeting list;
+3. ``targeted``: the subject or the client key name is on a targeting list (a fallback list
+   wins over a candidate list);
 4. ``rollout``: the weight bucket of the subject (random per request without a subject).
 
 ``failover`` and ``shadow`` are set later by the relay, not here. ``passthrough`` marks a model
@@ -121,16 +122,16 @@ def decide(
     if not flag.enabled:
         return _DISABLED
     t = flag.targeting
-    if subject is not None:
-        if subject in t.fallback_subjects:
-            return _TARGET_FALLBACK
-        if subject in t.candidate_subjects:
-            return _TARGET_CANDIDATE
-    if key_name is not None:
-        if key_name in t.fallback_keys:
-            return _TARGET_FALLBACK
-        if key_name in t.candidate_keys:
-            return _TARGET_CANDIDATE
+    # Being forced to the fallback wins over being forced to the candidate, whichever list
+    # (subjects or client keys) says so: keeping someone on the safe side is the safe choice.
+    if (subject is not None and subject in t.fallback_subjects) or (
+        key_name is not None and key_name in t.fallback_keys
+    ):
+        return _TARGET_FALLBACK
+    if (subject is not None and subject in t.candidate_subjects) or (
+        key_name is not None and key_name in t.candidate_keys
+    ):
+        return _TARGET_CANDIDATE
     if flag.weight <= 0:
         return _ROLLOUT_FALLBACK
     if flag.weight >= 100_000:

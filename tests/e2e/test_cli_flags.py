@@ -331,7 +331,7 @@ def test_the_api_refuses_a_stale_version_with_the_current_state(
     )
     assert response.status_code == 409, response.text
     body = response.json()
-    assert body["error"]["code"] == "conflict"
+    assert body["error"]["code"] == "version_conflict"
     assert body["current"]["version"] == stale + 1
     assert admin_flag(gateway)["weight"] == 1_000
 

@@ -107,6 +107,23 @@ def test_key_on_both_lists_gets_the_fallback() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "targeting",
+    [
+        Targeting(candidate_subjects=frozenset({"s"}), fallback_keys=frozenset({"k"})),
+        Targeting(candidate_keys=frozenset({"k"}), fallback_subjects=frozenset({"s"})),
+    ],
+    ids=["candidate-subject-fallback-key", "candidate-key-fallback-subject"],
+)
+def test_a_fallback_list_wins_over_a_candidate_list_of_the_other_kind(
+    targeting: Targeting,
+) -> None:
+    """Subject on one side, key on the other: the fallback wins whichever kind names it."""
+    assert decide(flag(weight=100_000, targeting=targeting), "s", "k") == Decision(
+        "fallback", "targeted"
+    )
+
+
 def test_weight_zero_serves_everyone_the_fallback() -> None:
     """At weight 0 no subject and no subject-less request gets the candidate."""
     state = flag(weight=0)

@@ -69,7 +69,7 @@ def test_explicit_code_overrides_the_class_default() -> None:
         (AuthenticationError("x"), 401, "invalid_request_error", "invalid_api_key"),
         (PermissionDeniedError("x"), 403, "permission_denied", "permission_denied"),
         (ModelNotFoundError("x"), 404, "invalid_request_error", "model_not_found"),
-        (ConflictError("x"), 409, "invalid_request_error", "conflict"),
+        (ConflictError("x"), 409, "invalid_request_error", "version_conflict"),
         (PayloadTooLargeError("x"), 413, "invalid_request_error", "payload_too_large"),
         (UnprocessableError("x"), 422, "invalid_request_error", "unprocessable_entity"),
         (UpstreamConnectError("x", upstream="u"), 502, "upstream_error", "upstream_connect_error"),
