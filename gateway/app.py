@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -31,6 +31,11 @@ from gateway.errors import (
 )
 from gateway.flags.service import FlagService
 from gateway.flags.store import open_store
+from gateway.quality.feedback import RecentRequests
+from gateway.quality.guard import Guard
+from gateway.quality.monitor import QualityMonitor
+from gateway.quality.runner import GuardRunner
+from gateway.quality.shadow import ShadowRunner
 from gateway.relay import ChatRelay
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
@@ -54,7 +59,9 @@ class Gateway:
     telemetry: Telemetry
     relay: ChatRelay
     logger: Any
-    extra: dict[str, Any] = field(default_factory=dict)
+    quality: QualityMonitor
+    shadow: ShadowRunner
+    guard_runner: GuardRunner
 
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
@@ -68,8 +75,7 @@ class Gateway:
 
     def guard_state(self, route: str) -> dict[str, Any] | None:
         """The route's guard state for ``/admin/routes`` (None without a guard)."""
-        guard = self.extra.get("guard")
-        return None if guard is None else guard.state(route)
+        return self.quality.guard.state(route)
 
 
 def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Gateway:
@@ -94,7 +100,26 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
     )
     flags = FlagService(config, store, metrics, logger)
     upstreams = UpstreamPool(config.upstreams, settings.upstream)
-    relay = ChatRelay(config, flags, upstreams, telemetry, log_payloads=settings.log_payloads)
+    guard = Guard(config.routes)
+    quality = QualityMonitor(
+        config,
+        metrics,
+        guard,
+        RecentRequests(settings.feedback_max_requests, settings.feedback_ttl_s),
+    )
+    shadow = ShadowRunner(upstreams, quality, metrics, logger)
+    relay = ChatRelay(
+        config,
+        flags,
+        upstreams,
+        telemetry,
+        quality,
+        shadow=shadow,
+        log_payloads=settings.log_payloads,
+    )
+    guard_runner = GuardRunner(
+        guard, flags, logger, tick_s=settings.guard_tick_s, webhook_url=settings.guard_webhook_url
+    )
     return Gateway(
         settings=settings,
         config=config,
@@ -107,6 +132,9 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         telemetry=telemetry,
         relay=relay,
         logger=logger,
+        quality=quality,
+        shadow=shadow,
+        guard_runner=guard_runner,
     )
 
 
@@ -125,9 +153,12 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             flag_store=gw.flags.store_kind,
         )
         await gw.flags.start()
+        await gw.guard_runner.start()
         try:
             yield
         finally:
+            await gw.guard_runner.stop()
+            await gw.shadow.aclose()
             await gw.flags.stop()
             await gw.upstreams.aclose()
             gw.logger.info("gateway.stopped")

@@ -30,6 +30,7 @@ __all__ = [
     "Price",
     "Route",
     "RoutesFile",
+    "ShadowConfig",
     "UpstreamConfig",
     "Variant",
     "VariantConfig",
@@ -110,6 +111,13 @@ class GuardConfig(_Strict):
     latency_slo_s: float | None = Field(None, gt=0)
 
 
+class ShadowConfig(_Strict):
+    """Serve the fallback; also ask the candidate, in the background, for a share of requests."""
+
+    share: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored (0..1].")
+    max_concurrency: int = Field(8, ge=1, description="Shadow calls in flight at most.")
+
+
 class RouteConfig(_Strict):
     description: str = ""
     contract: ContractConfig | None = None
@@ -131,6 +139,10 @@ class RouteConfig(_Strict):
 
     system_prompt_mode: Literal["replace", "prepend"] = "replace"
     guard: GuardConfig | None = None
+    on_violation: Literal["record", "fallback"] = Field(
+        "record", description="fallback: answer from the fallback when a check fails"
+    )
+    shadow: ShadowConfig | None = None
 
 
 class Price(_Strict):
@@ -191,6 +203,8 @@ class Route:
     guard: GuardConfig | None = None
     description: str = ""
     passthrough: bool = False
+    on_violation: Literal["record", "fallback"] = "record"
+    shadow: ShadowConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +328,8 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
             contract=rc.contract,
             guard=rc.guard,
             description=rc.description,
+            on_violation=rc.on_violation,
+            shadow=rc.shadow,
         )
     for upstream, models in parsed.passthrough.items():
         if upstream not in parsed.upstreams:

@@ -32,7 +32,10 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from gateway.routing import Decision, FlagSource, apply_prompt, decide
+from gateway.quality.monitor import QualityMonitor
+from gateway.quality.shadow import ShadowRunner
+from gateway.routing import Decision, FlagSource, decide
+from gateway.routing.payload import build_payload
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
     SSEDecoder,
@@ -51,6 +54,8 @@ CLIENT_CLOSED_REQUEST = 499
 
 _FAILOVER = Decision("fallback", "failover")
 _PASSTHROUGH = Decision("fallback", "passthrough")
+_SHADOW = Decision("fallback", "shadow")
+_VIOLATION = Decision("fallback", "violation")
 _JSON = "application/json"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -138,6 +143,13 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _content(view: Any) -> str | None:
+    if view.choices and view.choices[0].message is not None:
+        content: str | None = view.choices[0].message.content
+        return content
+    return None
+
+
 class ChatRelay:
     """Routes and relays chat completions; one instance per app."""
 
@@ -147,11 +159,15 @@ class ChatRelay:
         flags: FlagSource,
         upstreams: UpstreamPool,
         telemetry: Telemetry,
+        quality: QualityMonitor,
         *,
+        shadow: ShadowRunner | None = None,
         log_payloads: bool = False,
         clock: Callable[[], float] = perf_counter,
     ) -> None:
         self._routes = config.routes
+        self._quality = quality
+        self._shadow = shadow
         self._flags = flags
         self._upstreams = upstreams
         self._telemetry = telemetry
@@ -164,11 +180,16 @@ class ChatRelay:
         """Finish ``rec`` with ``exc`` and build its OpenAI error reply."""
         rec.status = exc.status_code
         rec.error_code = exc.code
-        self._telemetry.finish(rec)
+        self._finish(rec)
         headers = {"x-request-id": rec.request_id, **exc.headers()}
         if rec.route is not None:
             headers["x-gateway-route"] = rec.route
         return Reply(exc.status_code, headers, exc.to_body())
+
+    def _finish(self, rec: RequestRecord) -> None:
+        """Every request ends here once: quality bookkeeping, then metrics and the log event."""
+        self._quality.settle(rec, self._clock() - rec.started)
+        self._telemetry.finish(rec)
 
     async def complete(self, raw: bytes, ctx: CallContext) -> Reply:
         """Answer one ``POST /v1/chat/completions`` body. Never raises a :class:`GatewayError`:
@@ -185,7 +206,7 @@ class ChatRelay:
                     param="model",
                 )
             rec.route = route.name
-            variant, decision = self._decide(route, head, ctx)
+            variant, decision = self._decide(route, head, ctx, rec)
             inflight = self._metrics.inflight_by_route[route.name]
             inflight.inc()
             if self._log_payloads:
@@ -201,7 +222,9 @@ class ChatRelay:
             if inflight is not None:
                 inflight.dec()
 
-    def _decide(self, route: Route, head: ChatHead, ctx: CallContext) -> tuple[Variant, Decision]:
+    def _decide(
+        self, route: Route, head: ChatHead, ctx: CallContext, rec: RequestRecord
+    ) -> tuple[Variant, Decision]:
         if ctx.forced_variant is not None:
             if not ctx.may_override:
                 raise PermissionDeniedError(
@@ -223,26 +246,14 @@ class ChatRelay:
         if route.passthrough:
             return route.variants[route.fallback], _PASSTHROUGH
         subject = ctx.subject if ctx.subject is not None else head.user
-        decision = decide(self._flags.flag(route.name), subject, ctx.key_name)
+        flag = self._flags.flag(route.name)
+        decision = decide(flag, subject, ctx.key_name)
+        if flag is not None:
+            rec.rollout_id = flag.rollout_id
+            if route.shadow is not None and decision.reason in ("rollout", "targeted"):
+                decision = _SHADOW  # the candidate answers in the background, never the client
         name = route.candidate if decision.role == "candidate" else route.fallback
         return route.variants[name], decision
-
-    def _payload(self, route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> bytes:
-        out = dict(body)
-        out["model"] = variant.model
-        if not route.passthrough:
-            out["messages"] = apply_prompt(
-                body["messages"], variant.system_prompt, variant.few_shot, route.system_prompt_mode
-            )
-        if variant.params:
-            out.update(variant.params)
-        if stream:
-            options = body.get("stream_options")
-            out["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
-        return _encode_json(out)
 
     async def _attempt(
         self,
@@ -260,7 +271,7 @@ class ChatRelay:
         the decoded completion view.
         """
         while True:
-            payload = self._payload(route, variant, body, stream)
+            payload = build_payload(route, variant, body, stream)
             client = self._upstreams[variant.upstream]
             t0 = self._clock()
             try:
@@ -278,10 +289,11 @@ class ChatRelay:
                 spent = self._clock() - t0
                 rec.upstream_seconds += spent
                 if not self._should_failover(route, variant, decision, exc):
-                    rec.variant, rec.decision = variant.name, decision.reason
-                    rec.upstream, rec.upstream_model = variant.upstream, variant.model
+                    self._answered_by(rec, route, variant, decision)
                     raise
                 self._metrics.variants[(route.name, variant.name)].upstream_duration.observe(spent)
+                rec.decision = decision.reason
+                self._quality.count_failed_attempt(rec, route)
                 self._count_failover(route.name, exc.failover_reason or "5xx")
                 rec.failover_reason = exc.failover_reason
                 rec.failed_variant = variant.name
@@ -290,9 +302,16 @@ class ChatRelay:
             spent = self._clock() - t0
             rec.upstream_seconds += spent
             rec.attempt_seconds = spent
-            rec.variant, rec.decision = variant.name, decision.reason
-            rec.upstream, rec.upstream_model = variant.upstream, variant.model
+            self._answered_by(rec, route, variant, decision)
             return variant, decision, response, view
+
+    @staticmethod
+    def _answered_by(
+        rec: RequestRecord, route: Route, variant: Variant, decision: Decision
+    ) -> None:
+        rec.variant, rec.decision = variant.name, decision.reason
+        rec.upstream, rec.upstream_model = variant.upstream, variant.model
+        rec.role = "candidate" if variant.name == route.candidate else "fallback"
 
     @staticmethod
     def _should_failover(
@@ -335,16 +354,46 @@ class ChatRelay:
         variant, decision, response, view = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=False
         )
+        text = _content(view)
+        failed_checks = self._quality.judge(route.name, variant.name, text)
+        if (
+            failed_checks
+            and route.on_violation == "fallback"
+            and rec.role == "candidate"
+            and decision.reason != "override"
+        ):
+            # The candidate's answer breaks the contract: pay for it, count it, answer from the
+            # fallback instead (x-gateway-decision: violation).
+            self._count_discarded(route, variant, view)
+            rec.checks_failed = failed_checks
+            self._quality.count_failed_attempt(rec, route)
+            fallback = route.variants[route.fallback]
+            variant, decision, response, view = await self._attempt(
+                route, fallback, _VIOLATION, body, rec, ctx, stream=False
+            )
+            text = _content(view)
+            failed_checks = self._quality.judge(route.name, variant.name, text)
+        rec.checks_failed = failed_checks or None
         if view.usage is not None:
             rec.input_tokens = view.usage.prompt_tokens
             rec.output_tokens = view.usage.completion_tokens
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
         rec.priced = variant.priced
-        if view.choices and view.choices[0].message is not None:
-            rec.completion = view.choices[0].message.content
+        rec.completion = text
         headers = self._headers(rec, variant, decision)
-        self._telemetry.finish(rec)
+        self._finish(rec)
+        if decision.reason == "shadow" and self._shadow is not None and rec.rollout_id:
+            self._shadow.offer(route, body, text, rec.rollout_id, rec.request_id)
         return Reply(200, headers, response.content)
+
+    def _count_discarded(self, route: Route, variant: Variant, view: Any) -> None:
+        """Tokens and cost of an answer that was paid for but not returned."""
+        if view.usage is None:
+            return
+        vm = self._metrics.variants[(route.name, variant.name)]
+        vm.input_tokens.inc(view.usage.prompt_tokens)
+        vm.output_tokens.inc(view.usage.completion_tokens)
+        vm.cost.inc(variant.cost_usd(view.usage.prompt_tokens, view.usage.completion_tokens))
 
     async def _open_stream(
         self,
@@ -363,11 +412,16 @@ class ChatRelay:
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
         headers = self._headers(rec, variant, decision)
         headers.update(_SSE_HEADERS)
-        events = self._relay_events(response, variant, rec, wants_usage)
+        events = self._relay_events(response, variant, rec, wants_usage, body)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay_events(
-        self, response: httpx.Response, variant: Variant, rec: RequestRecord, wants_usage: bool
+        self,
+        response: httpx.Response,
+        variant: Variant,
+        rec: RequestRecord,
+        wants_usage: bool,
+        body: dict[str, Any],
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive; end in ``[DONE]`` or an error event."""
         decoder = SSEDecoder()
@@ -456,5 +510,12 @@ class ChatRelay:
                 await response.aclose()
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
             rec.completion = "".join(parts)
+            if rec.status == 200:
+                # The client's stream is already sent untouched; the check is recorded.
+                route = self._routes[variant.route]
+                rec.checks_failed = self._quality.judge(route.name, variant.name, rec.completion)
+                rec.checks_failed = rec.checks_failed or None
+                if rec.decision == "shadow" and self._shadow is not None and rec.rollout_id:
+                    self._shadow.offer(route, body, rec.completion, rec.rollout_id, rec.request_id)
             self._metrics.inflight_by_route[variant.route].dec()
-            self._telemetry.finish(rec)
+            self._finish(rec)

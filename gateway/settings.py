@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     flag_poll_interval_s: float = Field(
         0.25, gt=0, description="How often each replica checks the store for missed changes."
     )
+    guard_tick_s: float = Field(0.1, gt=0, description="How often the guard decides.")
+    guard_webhook_url: str | None = Field(
+        None, description="POSTed a JSON notice when the guard rolls a route back."
+    )
+    feedback_max_requests: int = Field(
+        100_000, ge=1, description="Recent request ids kept for feedback attribution."
+    )
+    feedback_ttl_s: float = Field(86_400.0, gt=0, description="Feedback accepted this long.")
     client_keys: dict[str, SecretStr] = Field(default_factory=dict, description="name -> key")
     client_keys_file: Path | None = None
     admin_keys: dict[str, SecretStr] = Field(default_factory=dict, description="name -> key")

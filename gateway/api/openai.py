@@ -16,11 +16,11 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
-from gateway.errors import GatewayError, PayloadTooLargeError
+from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
 from gateway.relay import CallContext, Reply
 from gateway.telemetry import RequestRecord
 
-__all__ = ["new_request_id", "openai_handlers"]
+__all__ = ["FeedbackRequest", "new_request_id", "openai_handlers", "parse_feedback"]
 
 _MAX_REQUEST_ID = 128
 
@@ -100,4 +100,72 @@ def openai_handlers(gw: Any) -> list[Any]:
             ],
         }
     )
-    return [chat_completions, list_models]
+
+    @post("/v1/feedback", status_code=200, include_in_schema=False)
+    async def feedback(request: Request[Any, Any, Any]) -> Response[Any]:
+        request_id = new_request_id(request.headers.get("x-request-id"))
+        try:
+            keys.authenticate(request.headers.get("authorization"))
+            verdict = parse_feedback(await request.body())
+            item = gw.quality.feedback(verdict.request_id, negative=verdict.negative)
+        except GatewayError as exc:
+            return Response(
+                exc.to_body(),
+                status_code=exc.status_code,
+                headers={"x-request-id": request_id},
+                media_type="application/json",
+            )
+        body = {
+            "object": "feedback",
+            "request_id": verdict.request_id,
+            "route": item.route,
+            "variant": item.variant,
+            "negative": verdict.negative,
+            "counted_by_guard": item.guarded,
+        }
+        return Response(
+            msgspec.json.encode(body),
+            headers={"x-request-id": request_id},
+            media_type="application/json",
+        )
+
+    return [chat_completions, list_models, feedback]
+
+
+class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/feedback``: a verdict on an earlier answer, by its ``x-request-id``.
+
+    Give ``correct`` (true/false) or ``score`` (0..1; below 0.5 counts as wrong), not both.
+    """
+
+    request_id: str
+    score: float | None = None
+    correct: bool | None = None
+    comment: str | None = None
+
+    @property
+    def negative(self) -> bool:
+        return self.correct is False or (self.score is not None and self.score < 0.5)
+
+
+def parse_feedback(raw: bytes) -> FeedbackRequest:
+    """Decode and check a feedback body. Raises InvalidRequestError (400) naming the field."""
+    try:
+        verdict = msgspec.json.decode(raw, type=FeedbackRequest)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        param = text.rsplit("`$.", 1)[1].rstrip("`") if "`$." in text else None
+        if param is None and "missing required field `" in text:
+            param = text.split("missing required field `", 1)[1].split("`", 1)[0]
+        raise InvalidRequestError(f"Invalid feedback: {text}", param=param) from None
+    except msgspec.DecodeError:
+        raise InvalidRequestError("The feedback body is not valid JSON.") from None
+    if (verdict.score is None) == (verdict.correct is None):
+        raise InvalidRequestError(
+            "Give exactly one of 'correct' (true/false) or 'score' (0..1).", param="score"
+        )
+    if verdict.score is not None and not 0.0 <= verdict.score <= 1.0:
+        raise InvalidRequestError(
+            f"'score' must be between 0 and 1, got {verdict.score}.", param="score"
+        )
+    return verdict

@@ -105,6 +105,18 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.shadow_comparisons = Counter(
+            "gateway_shadow_comparisons",
+            "Shadow answers of the candidate compared with the fallback's.",
+            ["route", "result"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "gateway_feedback",
+            "Feedback received, by verdict.",
+            ["route", "variant", "result"],
+            registry=r,
+        )
         self.rollbacks = Counter(
             "gateway_rollbacks",
             "Flag rollbacks.",

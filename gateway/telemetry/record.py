@@ -40,6 +40,10 @@ class RequestRecord:
     failed_variant: str | None = None
     error_code: str | None = None
     client_disconnected: bool = False
+    role: str | None = None
+    rollout_id: str | None = None
+    checks_failed: list[str] | None = None
+    guarded: bool = False
     completion: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +118,8 @@ class Telemetry:
             event["error_code"] = rec.error_code
         if rec.client_disconnected:
             event["client_disconnected"] = True
+        if rec.checks_failed is not None:
+            event["checks_failed"] = rec.checks_failed
         if rec.extra:
             event.update(rec.extra)
         if self._log_payloads and rec.completion is not None:

@@ -1,0 +1,260 @@
+"""The guard: per route and rollout, count candidate and fallback outcomes and decide whether
+the candidate must be rolled back (DESIGN.md section 5). Pure and tick-driven: ``observe``
+counts, ``tick`` decides; the caller does the flag write, the webhook and the logging.
+
+An outcome *fails* when its answer failed a contract check, its upstream failed (after
+failover, the candidate's failure still counts against the candidate), it took longer than the
+route's ``latency_slo_s``, or feedback later called it wrong.
+
+Rules, checked with time-uniform confidence sequences (:mod:`gateway.quality.stats`), so the
+guard may look after every outcome without inflating its error rate:
+
+* **ceiling**: after ``min_samples`` candidate outcomes, the candidate's failure rate is above
+  ``ceiling`` with confidence ``1 - alpha`` (its interval's lower bound is above the ceiling);
+* **regression**: after ``min_samples`` outcomes on each side, the candidate's rate minus the
+  fallback's is above ``margin`` with confidence ``1 - alpha`` (lower bound of the candidate's
+  ``1 - alpha/2`` interval minus the upper bound of the fallback's, a union bound).
+
+A verdict is latched: once a rollout trips, the guard reports it until a release starts a new
+rollout id with clean counters. ``mode: observe`` records verdicts without acting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.config import GuardConfig, Route
+from gateway.quality.stats import (
+    confidence_interval,
+    log_mixture_martingale,
+    lower_bound,
+    upper_bound,
+)
+
+__all__ = ["Guard", "SideStats", "Trip", "Verdict", "decide_rule", "evaluate"]
+
+Role = Literal["candidate", "fallback"]
+
+
+class SideStats(msgspec.Struct):
+    """One side's counts and its confidence interval for the failure rate."""
+
+    n: int
+    failures: int
+    rate: float | None
+    lower: float
+    upper: float
+
+
+class Verdict(msgspec.Struct):
+    """What the guard concluded from the counts, with the evidence."""
+
+    rule: Literal["ceiling", "regression"] | None
+    why: str
+    candidate: SideStats
+    fallback: SideStats
+    difference_lower: float | None
+    ceiling: float
+    margin: float
+    alpha: float
+    min_samples: int
+
+
+def _side(failures: int, n: int, alpha: float) -> SideStats:
+    interval = confidence_interval(failures, n, alpha)
+    return SideStats(
+        n=n,
+        failures=failures,
+        rate=None if n == 0 else failures / n,
+        lower=round(interval.lower, 6),
+        upper=round(interval.upper, 6),
+    )
+
+
+def decide_rule(
+    policy: GuardConfig, cand_n: int, cand_f: int, fb_n: int, fb_f: int
+) -> tuple[Literal["ceiling", "regression"] | None, str]:
+    """Apply the two rules to one rollout's counts (pure); return the rule that fired and why.
+
+    Cheap tests come first: no bound is computed unless the point estimates could trip a
+    rule, and the fallback's bound only when the candidate's leaves room, so a healthy rollout
+    costs a few comparisons per look.
+    """
+    alpha, ceiling, margin, need = policy.alpha, policy.ceiling, policy.margin, policy.min_samples
+    if cand_n < need:
+        return None, f"candidate has {cand_n} outcomes; needs {need} before any verdict"
+    cand_rate = cand_f / cand_n
+    if cand_rate > ceiling and log_mixture_martingale(cand_f, cand_n, ceiling) >= _log_inv(alpha):
+        return "ceiling", f"candidate failure rate is above the ceiling {ceiling:g} with confidence"
+    if fb_n < need:
+        return None, (
+            f"candidate not above the ceiling with confidence; fallback has {fb_n} outcomes, "
+            f"needs {need} to compare"
+        )
+    fb_rate = fb_f / fb_n
+    if cand_rate - fb_rate <= margin:
+        return None, f"candidate is not worse than the fallback by more than {margin:g}"
+    lower = lower_bound(cand_f, cand_n, alpha / 2)
+    if lower - fb_rate > margin and lower - upper_bound(fb_f, fb_n, alpha / 2) > margin:
+        return "regression", (
+            f"candidate is worse than the fallback by more than {margin:g} with confidence"
+        )
+    return None, "candidate may be worse than the fallback; not yet with confidence"
+
+
+def evaluate(policy: GuardConfig, cand_n: int, cand_f: int, fb_n: int, fb_f: int) -> Verdict:
+    """:func:`decide_rule` plus the evidence: counts, rates and bounds of both sides."""
+    rule, why = decide_rule(policy, cand_n, cand_f, fb_n, fb_f)
+    alpha = policy.alpha
+    diff = None
+    if cand_n and fb_n:
+        diff = round(lower_bound(cand_f, cand_n, alpha / 2) - upper_bound(fb_f, fb_n, alpha / 2), 6)
+    return Verdict(
+        rule=rule,
+        why=why,
+        candidate=_side(cand_f, cand_n, alpha),
+        fallback=_side(fb_f, fb_n, alpha),
+        difference_lower=diff,
+        ceiling=policy.ceiling,
+        margin=policy.margin,
+        alpha=alpha,
+        min_samples=policy.min_samples,
+    )
+
+
+def _log_inv(alpha: float) -> float:
+    return math.log(1 / alpha)
+
+
+@dataclass(slots=True)
+class _Rollout:
+    rollout_id: str
+    cand_n: int = 0
+    cand_f: int = 0
+    fb_n: int = 0
+    fb_f: int = 0
+    shadow: dict[str, int] = field(default_factory=lambda: {"agree": 0, "disagree": 0})
+    dirty: bool = False
+    tripped: Verdict | None = None
+    acted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """A rollback the caller must perform: route, rollout and the evidence."""
+
+    route: str
+    rollout_id: str
+    verdict: Verdict
+
+
+class Guard:
+    """Counts and verdicts for every route that has a guard (``mode`` not ``off``)."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self._policies: dict[str, GuardConfig] = {
+            name: route.guard
+            for name, route in routes.items()
+            if route.guard is not None and route.guard.mode != "off" and not route.passthrough
+        }
+        self._rollouts: dict[str, _Rollout] = {}
+
+    def watches(self, route: str) -> bool:
+        return route in self._policies
+
+    def start_rollout(self, route: str, rollout_id: str) -> None:
+        """Begin clean counters for ``rollout_id`` (called when a release changes it)."""
+        if route in self._policies:
+            current = self._rollouts.get(route)
+            if current is None or current.rollout_id != rollout_id:
+                self._rollouts[route] = _Rollout(rollout_id)
+
+    def observe(self, route: str, rollout_id: str, role: Role, failed: bool) -> None:
+        """Count one outcome of ``role`` in the route's current rollout."""
+        if route not in self._policies:
+            return
+        current = self._rollouts.get(route)
+        if current is None:
+            current = self._rollouts[route] = _Rollout(rollout_id)
+        elif current.rollout_id != rollout_id:
+            return  # an outcome of an older (or not yet seen) rollout: not this rollout's
+        if role == "candidate":
+            current.cand_n += 1
+            current.cand_f += failed
+        else:
+            current.fb_n += 1
+            current.fb_f += failed
+        current.dirty = True
+
+    def fail_after_the_fact(self, route: str, rollout_id: str, role: Role) -> None:
+        """Turn an already counted success into a failure (negative feedback)."""
+        current = self._rollouts.get(route)
+        if current is None or current.rollout_id != rollout_id:
+            return
+        if role == "candidate":
+            current.cand_f = min(current.cand_f + 1, current.cand_n)
+        else:
+            current.fb_f = min(current.fb_f + 1, current.fb_n)
+        current.dirty = True
+
+    def observe_shadow(self, route: str, rollout_id: str, agreed: bool) -> None:
+        current = self._rollouts.get(route)
+        if current is not None and current.rollout_id == rollout_id:
+            current.shadow["agree" if agreed else "disagree"] += 1
+
+    def tick(self) -> list[Trip]:
+        """Evaluate every route with new outcomes; return the rollbacks to perform now.
+
+        A route in ``observe`` mode gets its verdict recorded but is never returned.
+        A trip is returned once per rollout (``acted``), however many ticks follow.
+        """
+        trips = []
+        for route, current in self._rollouts.items():
+            if not current.dirty:
+                continue
+            current.dirty = False
+            policy = self._policies[route]
+            counts = (current.cand_n, current.cand_f, current.fb_n, current.fb_f)
+            if current.tripped is None:
+                rule, _ = decide_rule(policy, *counts)
+                if rule is not None:
+                    current.tripped = evaluate(policy, *counts)
+            if current.tripped is not None and not current.acted and policy.mode == "enforce":
+                trips.append(Trip(route, current.rollout_id, current.tripped))
+        return trips
+
+    def acted(self, route: str, rollout_id: str) -> None:
+        """The caller performed (or found already performed) the rollback of this rollout."""
+        current = self._rollouts.get(route)
+        if current is not None and current.rollout_id == rollout_id:
+            current.acted = True
+
+    def retry(self, route: str, rollout_id: str) -> None:
+        """The rollback failed (store down): offer it again at the next tick."""
+        current = self._rollouts.get(route)
+        if current is not None and current.rollout_id == rollout_id:
+            current.dirty = True
+
+    def state(self, route: str) -> dict[str, Any] | None:
+        """The guard's state for ``GET /admin/routes``: counts, bounds, verdict and why."""
+        policy = self._policies.get(route)
+        if policy is None:
+            return None
+        current = self._rollouts.get(route)
+        if current is None:
+            return {"mode": policy.mode, "rollout_id": None, "status": "no outcomes yet"}
+        verdict = current.tripped or evaluate(
+            policy, current.cand_n, current.cand_f, current.fb_n, current.fb_f
+        )
+        status = "tripped" if current.tripped else "watching"
+        return {
+            "mode": policy.mode,
+            "rollout_id": current.rollout_id,
+            "status": status,
+            "verdict": msgspec.to_builtins(verdict),
+            "shadow": dict(current.shadow),
+        }

@@ -1,0 +1,131 @@
+"""The guard's clock and hands: every ``GATEWAY_GUARD_TICK_S`` it asks the pure guard for
+verdicts and performs the rollbacks it returns, as a flag write through the flag service (the
+same path as a person's: versioned, audited with the evidence, propagated to every replica),
+then logs a warning and POSTs the optional webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+import msgspec
+
+from gateway.errors import ConflictError, GatewayError
+from gateway.flags.service import FlagService
+from gateway.quality.guard import Guard, Trip, Verdict
+from gateway.routing import FlagState
+
+__all__ = ["GuardRunner", "describe"]
+
+
+def describe(verdict: Verdict) -> str:
+    """The audit reason of a guard rollback, with the numbers that decided it."""
+    cand, fb = verdict.candidate, verdict.fallback
+    head = (
+        f"guard: {verdict.rule} rule: candidate failed {cand.failures}/{cand.n} "
+        f"({(cand.rate or 0):.1%}, lower bound {cand.lower:.1%})"
+    )
+    if verdict.rule == "ceiling":
+        return f"{head} > ceiling {verdict.ceiling:.1%} at alpha {verdict.alpha:g}"
+    return (
+        f"{head} vs fallback {fb.failures}/{fb.n} ({(fb.rate or 0):.1%}, upper bound "
+        f"{fb.upper:.1%}): difference >= {verdict.difference_lower or 0:.1%} > margin "
+        f"{verdict.margin:.1%} at alpha {verdict.alpha:g}"
+    )
+
+
+class GuardRunner:
+    """Ticks the guard and acts on its trips."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        flags: FlagService,
+        logger: Any,
+        *,
+        tick_s: float,
+        webhook_url: str | None = None,
+    ) -> None:
+        self._guard = guard
+        self._flags = flags
+        self._log = logger
+        self._tick_s = tick_s
+        self._webhook_url = webhook_url
+        self._task: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        flags.subscribe(self._on_flag_change)
+
+    def _on_flag_change(self, old: FlagState | None, new: FlagState) -> None:
+        if old is None or old.rollout_id != new.rollout_id:
+            self._guard.start_rollout(new.route, new.rollout_id)
+
+    async def start(self) -> None:
+        for route, state in self._flags.all().items():
+            self._guard.start_rollout(route, state.rollout_id)
+        if self._webhook_url:
+            self._http = httpx.AsyncClient(timeout=5.0)
+        self._task = asyncio.create_task(self._loop(), name="guard")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            for trip in self._guard.tick():
+                await self.act(trip)
+
+    async def act(self, trip: Trip) -> None:
+        """Roll the route back for ``trip`` (once per rollout); retry next tick on failure."""
+        current = self._flags.flag(trip.route)
+        if current is None or current.rollout_id != trip.rollout_id:
+            self._guard.acted(trip.route, trip.rollout_id)  # a newer rollout: moot
+            return
+        if current.status == "rolled_back":
+            self._guard.acted(trip.route, trip.rollout_id)
+            return
+        evidence = msgspec.to_builtins(trip.verdict)
+        evidence["rollout_id"] = trip.rollout_id
+        reason = describe(trip.verdict)
+        try:
+            state = await self._flags.rollback(
+                trip.route, actor="guard", reason=reason, trigger="guard", evidence=evidence
+            )
+        except ConflictError:
+            self._guard.acted(trip.route, trip.rollout_id)  # someone rolled back first
+            return
+        except GatewayError as exc:
+            self._log.error("guard.rollback_failed", route=trip.route, error=exc.message)
+            self._guard.retry(trip.route, trip.rollout_id)
+            return
+        self._guard.acted(trip.route, trip.rollout_id)
+        self._log.warning(
+            "guard.rollback",
+            route=trip.route,
+            rollout_id=trip.rollout_id,
+            rule=trip.verdict.rule,
+            version=state.version,
+            evidence=evidence,
+        )
+        if self._http is not None and self._webhook_url:
+            notice = {
+                "event": "gateway.guard.rollback",
+                "route": trip.route,
+                "rollout_id": trip.rollout_id,
+                "flag_version": state.version,
+                "reason": reason,
+                "evidence": evidence,
+            }
+            try:
+                response = await self._http.post(self._webhook_url, json=notice)
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                self._log.error("guard.webhook_failed", route=trip.route, error=type(exc).__name__)

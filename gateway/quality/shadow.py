@@ -1,0 +1,148 @@
+"""Shadow mode: the fallback serves the client; the candidate answers the same request in the
+background so its quality can be judged on live traffic before any user sees it.
+
+A shadow call starts only after the client's answer is complete, so it never delays the client;
+at most ``max_concurrency`` run at once per route (extra ones are skipped, not queued). The
+candidate's answer is checked against the contract, compared with the fallback's
+(``gateway_shadow_comparisons_total{route,result=agree|disagree|error|skipped}``) and counted
+by the guard. After 3 upstream errors in a row the route's shadow calls pause for 10 s (then one
+call probes), so a candidate whose upstream is down is not hammered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from gateway.config import Route
+from gateway.errors import UpstreamError
+from gateway.quality.monitor import QualityMonitor
+from gateway.routing.payload import build_payload
+from gateway.telemetry import Metrics
+from gateway.upstream import UpstreamPool, decode_completion
+
+__all__ = ["ShadowRunner"]
+
+_TRIP_AFTER = 3
+_PAUSE_S = 10.0
+
+
+@dataclass(slots=True)
+class _RouteShadow:
+    inflight: int = 0
+    errors_in_a_row: int = 0
+    paused_until: float = 0.0
+    children: dict[str, Any] = field(default_factory=dict)
+
+
+class ShadowRunner:
+    """Runs and accounts the background candidate calls of every shadow route."""
+
+    def __init__(
+        self,
+        upstreams: UpstreamPool,
+        monitor: QualityMonitor,
+        metrics: Metrics,
+        logger: Any,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._upstreams = upstreams
+        self._monitor = monitor
+        self._metrics = metrics
+        self._log = logger
+        self._rng = rng or random.Random()  # noqa: S311 -- sampling, not security
+        self._clock = clock
+        self._routes: dict[str, _RouteShadow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _state(self, route: str) -> _RouteShadow:
+        state = self._routes.get(route)
+        if state is None:
+            state = self._routes[route] = _RouteShadow()
+            for result in ("agree", "disagree", "error", "skipped"):
+                state.children[result] = self._metrics.shadow_comparisons.labels(route, result)
+        return state
+
+    def offer(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        served: str | None,
+        rollout_id: str,
+        request_id: str,
+    ) -> None:
+        """Maybe start a background candidate call for a request the fallback answered."""
+        shadow = route.shadow
+        if shadow is None or self._rng.random() >= shadow.share:
+            return
+        state = self._state(route.name)
+        if state.inflight >= shadow.max_concurrency or self._clock() < state.paused_until:
+            state.children["skipped"].inc()
+            return
+        state.inflight += 1
+        task = asyncio.create_task(
+            self._call(route, body, served, rollout_id, request_id, state),
+            name=f"shadow:{route.name}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        served: str | None,
+        rollout_id: str,
+        request_id: str,
+        state: _RouteShadow,
+    ) -> None:
+        candidate = route.variants[route.candidate]
+        try:
+            payload = build_payload(route, candidate, body, stream=False)
+            client = self._upstreams[candidate.upstream]
+            response = await client.send(payload, stream=False, request_id=request_id)
+            try:
+                view = decode_completion(response.content)
+            except msgspec.DecodeError:
+                view = None
+            text = None
+            if view is not None and view.choices and view.choices[0].message is not None:
+                text = view.choices[0].message.content
+            failed = view is None or bool(self._monitor.judge(route.name, candidate.name, text))
+            state.errors_in_a_row = 0
+            contract = self._monitor.contracts.get(route.name)
+            agreed = (contract.agree(text, served) if contract else text == served) and (
+                text is not None
+            )
+            state.children["agree" if agreed else "disagree"].inc()
+            self._monitor.guard.observe(route.name, rollout_id, "candidate", failed)
+            self._monitor.guard.observe_shadow(route.name, rollout_id, agreed)
+        except UpstreamError as exc:
+            state.children["error"].inc()
+            state.errors_in_a_row += 1
+            self._monitor.guard.observe(route.name, rollout_id, "candidate", True)
+            if state.errors_in_a_row >= _TRIP_AFTER:
+                state.paused_until = self._clock() + _PAUSE_S
+                self._log.warning(
+                    "shadow.paused", route=route.name, error=exc.code, pause_s=_PAUSE_S
+                )
+        except Exception as exc:  # never let a background call die silently
+            state.children["error"].inc()
+            self._log.error("shadow.failed", route=route.name, error=type(exc).__name__)
+        finally:
+            state.inflight -= 1
+
+    async def aclose(self) -> None:
+        """Cancel shadow calls still running (at shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
