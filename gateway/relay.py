@@ -13,6 +13,7 @@ I/O is at the edges (the upstream pool, the clock); decisions are the pure funct
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -34,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.shadow import ShadowRunner
-from gateway.routing import Decision, FlagSource, decide
+from gateway.routing import Decision, FlagSource, FlagState, decide
 from gateway.routing.payload import build_payload
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
@@ -166,6 +167,8 @@ class ChatRelay:
         clock: Callable[[], float] = perf_counter,
     ) -> None:
         self._routes = config.routes
+        self._prices = config.prices
+        self._registered: dict[tuple[str, str], Variant] = {}
         self._quality = quality
         self._shadow = shadow
         self._flags = flags
@@ -241,7 +244,8 @@ class ChatRelay:
                     param="x-gateway-variant",
                 )
             if name == route.candidate:
-                return route.variants[name], Decision("candidate", "override")
+                variant = self._candidate(route, self._flags.flag(route.name))
+                return variant, Decision("candidate", "override")
             return route.variants[name], Decision("fallback", "override")
         if route.passthrough:
             return route.variants[route.fallback], _PASSTHROUGH
@@ -252,8 +256,28 @@ class ChatRelay:
             rec.rollout_id = flag.rollout_id
             if route.shadow is not None and decision.reason in ("rollout", "targeted"):
                 decision = _SHADOW  # the candidate answers in the background, never the client
-        name = route.candidate if decision.role == "candidate" else route.fallback
-        return route.variants[name], decision
+        if decision.role == "candidate":
+            return self._candidate(route, flag), decision
+        return route.variants[route.fallback], decision
+
+    def _candidate(self, route: Route, flag: FlagState | None) -> Variant:
+        """The candidate variant, with the model registered at run time if there is one."""
+        variant = route.variants[route.candidate]
+        model = flag.candidate_model if flag is not None else None
+        if model is None or model == variant.model:
+            return variant
+        key = (route.name, model)
+        registered = self._registered.get(key)
+        if registered is None:
+            price = self._prices.get(model)
+            registered = self._registered[key] = dataclasses.replace(
+                variant,
+                model=model,
+                input_usd_per_token=price.input / 1e6 if price else 0.0,
+                output_usd_per_token=price.output / 1e6 if price else 0.0,
+                priced=price is not None,
+            )
+        return registered
 
     async def _attempt(
         self,
@@ -383,7 +407,8 @@ class ChatRelay:
         headers = self._headers(rec, variant, decision)
         self._finish(rec)
         if decision.reason == "shadow" and self._shadow is not None and rec.rollout_id:
-            self._shadow.offer(route, body, text, rec.rollout_id, rec.request_id)
+            candidate = self._candidate(route, self._flags.flag(route.name))
+            self._shadow.offer(route, candidate, body, text, rec.rollout_id, rec.request_id)
         return Reply(200, headers, response.content)
 
     def _count_discarded(self, route: Route, variant: Variant, view: Any) -> None:
@@ -516,6 +541,9 @@ class ChatRelay:
                 rec.checks_failed = self._quality.judge(route.name, variant.name, rec.completion)
                 rec.checks_failed = rec.checks_failed or None
                 if rec.decision == "shadow" and self._shadow is not None and rec.rollout_id:
-                    self._shadow.offer(route, body, rec.completion, rec.rollout_id, rec.request_id)
+                    candidate = self._candidate(route, self._flags.flag(route.name))
+                    self._shadow.offer(
+                        route, candidate, body, rec.completion, rec.rollout_id, rec.request_id
+                    )
             self._metrics.inflight_by_route[variant.route].dec()
             self._finish(rec)

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
 
 from gateway.errors import InvalidRequestError
@@ -57,6 +59,19 @@ class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     weight: int | None = None
 
 
+class RegisterCandidateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/flags/{route}/candidate``: serve ``model`` as the candidate, at weight 0.
+
+    ``source`` says where the model comes from (e.g. ``fine_tuning_job:ftjob-abc``); it is
+    kept in the audit entry's evidence.
+    """
+
+    model: str
+    reason: str | None = None
+    source: str | None = None
+    version: int | None = None
+
+
 class VariantView(msgspec.Struct):
     upstream: str
     model: str
@@ -98,6 +113,11 @@ def admin_handlers(gw: Any) -> list[Any]:
     flags = gw.flags
     keys = gw.admin_keys
 
+    def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        # A guard runs before the body and parameters are parsed: without a valid admin key,
+        # 401/403 comes first, whatever the request holds.
+        keys.authenticate(connection.headers.get("authorization"))
+
     def actor(request: Request[Any, Any, Any]) -> str:
         name = keys.authenticate(request.headers.get("authorization")) or "open-access"
         who = request.headers.get("x-gateway-actor")
@@ -108,7 +128,11 @@ def admin_handlers(gw: Any) -> list[Any]:
     def flag_response(state: FlagState, status_code: int = 200) -> Response[FlagState]:
         return Response(state, status_code=status_code, headers={"etag": f'"{state.version}"'})
 
-    @get("/admin/routes", summary="Every route with variants, flag and counters")
+    @get(
+        "/admin/routes",
+        summary="Every route with variants, flag and counters",
+        guards=[require_admin],
+    )
     async def list_routes(request: Request[Any, Any, Any]) -> list[RouteView]:
         actor(request)
         counts = gw.telemetry.counts
@@ -143,19 +167,24 @@ def admin_handlers(gw: Any) -> list[Any]:
             )
         return views
 
-    @get("/admin/flags/{route:str}", summary="A route's flag as stored now")
+    @get("/admin/flags/{route:str}", summary="A route's flag as stored now", guards=[require_admin])
     async def get_flag(request: Request[Any, Any, Any], route: str) -> Response[FlagState]:
         actor(request)
         return flag_response(await flags.current(route))
 
-    @patch("/admin/flags/{route:str}", summary="Change weight, kill switch or targeting")
+    @patch(
+        "/admin/flags/{route:str}",
+        summary="Change weight, kill switch or targeting",
+        guards=[require_admin],
+    )
     async def patch_flag(
         request: Request[Any, Any, Any],
         route: str,
-        data: FlagPatchRequest,
+        data: FlagPatchRequest | None = None,
         if_match: str | None = Parameter(header="if-match", default=None),
     ) -> Response[FlagState]:
         who = actor(request)
+        data = FlagPatchRequest() if data is None else data  # no body: 422 for the missing reason
         change = FlagPatch(
             enabled=data.enabled,
             weight=data.weight,
@@ -174,14 +203,19 @@ def admin_handlers(gw: Any) -> list[Any]:
         )
         return flag_response(state)
 
-    @post("/admin/flags/{route:str}/rollback", summary="Send all traffic to the fallback")
+    @post(
+        "/admin/flags/{route:str}/rollback",
+        summary="Send all traffic to the fallback",
+        guards=[require_admin],
+    )
     async def rollback_flag(
         request: Request[Any, Any, Any],
         route: str,
-        data: RollbackRequest,
+        data: RollbackRequest | None = None,
         if_match: str | None = Parameter(header="if-match", default=None),
     ) -> Response[FlagState]:
         who = actor(request)
+        data = RollbackRequest() if data is None else data  # no body: 422 for the missing reason
         expected = _if_match(if_match)
         state = await flags.rollback(
             route,
@@ -191,14 +225,19 @@ def admin_handlers(gw: Any) -> list[Any]:
         )
         return flag_response(state)
 
-    @post("/admin/flags/{route:str}/release", summary="Re-arm a rolled-back flag")
+    @post(
+        "/admin/flags/{route:str}/release",
+        summary="Re-arm a rolled-back flag",
+        guards=[require_admin],
+    )
     async def release_flag(
         request: Request[Any, Any, Any],
         route: str,
-        data: ReleaseRequest,
+        data: ReleaseRequest | None = None,
         if_match: str | None = Parameter(header="if-match", default=None),
     ) -> Response[FlagState]:
         who = actor(request)
+        data = ReleaseRequest() if data is None else data  # no body: 422 for the missing reason
         expected = _if_match(if_match)
         state = await flags.release(
             route,
@@ -209,7 +248,30 @@ def admin_handlers(gw: Any) -> list[Any]:
         )
         return flag_response(state)
 
-    @get("/admin/audit", summary="Flag changes, newest first")
+    @post(
+        "/admin/flags/{route:str}/candidate",
+        summary="Register a model as the candidate (weight 0, new rollout)",
+        guards=[require_admin],
+    )
+    async def register_candidate(
+        request: Request[Any, Any, Any],
+        route: str,
+        data: RegisterCandidateRequest,
+        if_match: str | None = Parameter(header="if-match", default=None),
+    ) -> Response[FlagState]:
+        who = actor(request)
+        expected = _if_match(if_match)
+        state = await flags.register_candidate(
+            route,
+            model=data.model,
+            actor=who,
+            reason=data.reason,
+            evidence={"source": data.source} if data.source else None,
+            expected_version=expected if expected is not None else data.version,
+        )
+        return flag_response(state)
+
+    @get("/admin/audit", summary="Flag changes, newest first", guards=[require_admin])
     async def audit(
         request: Request[Any, Any, Any],
         route: str | None = None,
@@ -218,4 +280,12 @@ def admin_handlers(gw: Any) -> list[Any]:
         actor(request)
         return AuditPage(await flags.history(route, limit))
 
-    return [list_routes, get_flag, patch_flag, rollback_flag, release_flag, audit]
+    return [
+        list_routes,
+        get_flag,
+        patch_flag,
+        rollback_flag,
+        release_flag,
+        register_candidate,
+        audit,
+    ]

@@ -22,6 +22,7 @@ __all__ = [
     "FlagPatch",
     "apply_patch",
     "new_rollout_id",
+    "register_candidate",
     "release",
     "rollback",
 ]
@@ -120,6 +121,32 @@ def apply_patch(
             "Nothing to change: give enabled, weight or a targeting list.", param=None
         )
     return _next(state, actor, why, now, **fields)
+
+
+def register_candidate(
+    state: FlagState, *, model: str, actor: str, reason: str | None, now: float
+) -> FlagState:
+    """Make ``model`` the candidate's model, at weight 0 with a new rollout id.
+
+    A new model starts unexposed: weight 0, active, clean guard counters; ops ramp it up when
+    the held-out evaluation says go.
+
+    Raises:
+        UnprocessableError: missing reason or empty model name.
+    """
+    why = _check_reason(reason)
+    if not model.strip():
+        raise UnprocessableError("model must be a non-empty model name", param="model")
+    return _next(
+        state,
+        actor,
+        why,
+        now,
+        candidate_model=model.strip(),
+        weight=0,
+        status="active",
+        rollout_id=new_rollout_id(),
+    )
 
 
 def rollback(state: FlagState, *, actor: str, reason: str | None, now: float) -> FlagState:

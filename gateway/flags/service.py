@@ -24,6 +24,7 @@ from gateway.flags.changes import (
     FlagPatch,
     Trigger,
     apply_patch,
+    register_candidate,
     release,
     rollback,
 )
@@ -175,12 +176,26 @@ class FlagService:
             NotFoundError: not a routed route.
             StoreUnavailableError: the store cannot be reached.
         """
+        return self._base(route, await self._stored(route))
+
+    async def _stored(self, route: str) -> FlagState | None:
         if route not in self._routes:
             raise NotFoundError(
                 f"No route '{route}' (routes: {', '.join(sorted(self._routes)) or 'none'}).",
                 code="route_not_found",
             )
-        return await self._store.get(route) or initial_flag(self._routes[route])
+        return await self._store.get(route)
+
+    def _base(self, route: str, stored: FlagState | None) -> FlagState:
+        """The state a change builds on: the stored one; if the store lost a flag this replica
+        knows (see ``_reload``), the known one, so that reads and writes match what is served;
+        else the routes file's."""
+        if stored is not None:
+            return stored
+        known = self._snapshot.get(route)
+        if known is not None and known.version > 0:
+            return known
+        return initial_flag(self._routes[route])
 
     async def update(
         self,
@@ -241,6 +256,29 @@ class FlagService:
             expected_version=expected_version,
         )
 
+    async def register_candidate(
+        self,
+        route: str,
+        *,
+        model: str,
+        actor: str,
+        reason: str | None,
+        evidence: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> FlagState:
+        """Serve ``model`` as the route's candidate, at weight 0, with a new rollout id."""
+        return await self._write(
+            route,
+            lambda s: register_candidate(
+                s, model=model, actor=actor, reason=reason, now=self._clock()
+            ),
+            action="register",
+            actor=actor,
+            trigger="manual",
+            evidence=evidence,
+            expected_version=expected_version,
+        )
+
     async def history(self, route: str | None, limit: int = 50) -> list[AuditEntry]:
         if route is not None and route not in self._routes:
             raise NotFoundError(f"No route '{route}'.", code="route_not_found")
@@ -257,7 +295,8 @@ class FlagService:
         expected_version: int | None,
         evidence: dict[str, Any] | None = None,
     ) -> FlagState:
-        current = await self.current(route)
+        stored = await self._stored(route)
+        current = self._base(route, stored)
         if expected_version is not None and expected_version != current.version:
             raise ConflictError(
                 f"Flag '{route}' is at version {current.version}, not {expected_version}: "
@@ -277,13 +316,14 @@ class FlagService:
             evidence=evidence,
         )
         try:
-            await self._store.write(new, current.version, entry)
+            # CAS on the version in the store (0 if it lost the flag), not the base's.
+            await self._store.write(new, stored.version if stored else 0, entry)
         except VersionConflict as exc:
-            stored = exc.current or initial_flag(self._routes[route])
+            now = self._base(route, exc.current)
             raise ConflictError(
                 f"Flag '{route}' changed while this change was written (now version "
-                f"{stored.version}); read it again and retry.",
-                current=stored,
+                f"{now.version}); read it again and retry.",
+                current=now,
             ) from None
         self._install(route, new)
         if action == "rollback":
@@ -304,6 +344,7 @@ class FlagService:
 
 def _brief(state: FlagState) -> dict[str, Any]:
     return {
+        "candidate_model": state.candidate_model,
         "enabled": state.enabled,
         "weight": state.weight,
         "status": state.status,

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.config import Route
+from gateway.config import Route, Variant
 from gateway.errors import UpstreamError
 from gateway.quality.monitor import QualityMonitor
 from gateway.routing.payload import build_payload
@@ -74,6 +74,7 @@ class ShadowRunner:
     def offer(
         self,
         route: Route,
+        candidate: Variant,
         body: dict[str, Any],
         served: str | None,
         rollout_id: str,
@@ -89,7 +90,7 @@ class ShadowRunner:
             return
         state.inflight += 1
         task = asyncio.create_task(
-            self._call(route, body, served, rollout_id, request_id, state),
+            self._call(route, candidate, body, served, rollout_id, request_id, state),
             name=f"shadow:{route.name}",
         )
         self._tasks.add(task)
@@ -98,13 +99,13 @@ class ShadowRunner:
     async def _call(
         self,
         route: Route,
+        candidate: Variant,
         body: dict[str, Any],
         served: str | None,
         rollout_id: str,
         request_id: str,
         state: _RouteShadow,
     ) -> None:
-        candidate = route.variants[route.candidate]
         try:
             payload = build_payload(route, candidate, body, stream=False)
             client = self._upstreams[candidate.upstream]

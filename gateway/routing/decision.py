@@ -70,6 +70,9 @@ class FlagState(msgspec.Struct, frozen=True, kw_only=True):
     updated_by: str = "config"
     updated_at: float = 0.0
     reason: str = "initial state from the routes file"
+    candidate_model: str | None = None
+    """A model registered at run time (``gateway finetune watch --register``) that replaces the
+    candidate variant's ``model`` from the routes file; ``None`` keeps the file's."""
 
 
 class Decision(msgspec.Struct, frozen=True):
