@@ -136,6 +136,7 @@ class FlagService:
             )
         self._state = "degraded"
         self._reason = reason
+        self._metrics.flag_store_up.set(0)
 
     async def _reload(self) -> None:
         stored = await self._store.load()
@@ -155,6 +156,7 @@ class FlagService:
         if self._state != "ok":
             self._log.info("flags.store_recovered", kind=self._store.kind)
         self._state = "ok"
+        self._metrics.flag_store_up.set(1)
 
     def _install(self, route: str, state: FlagState) -> None:
         old = self._snapshot.get(route)

@@ -129,6 +129,11 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.flag_store_up = Gauge(
+            "gateway_flag_store_up",
+            "1 when this replica reaches its flag store, 0 while it serves its last-known flags.",
+            registry=r,
+        )
         self.inflight = Gauge(
             "gateway_inflight_requests",
             "Requests being answered now.",
