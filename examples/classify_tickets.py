@@ -2,7 +2,7 @@
 
 Run the demo first (README), then::
 
-    python examples/classify_tickets.py
+    python -m examples.classify_tickets
 
 ``GATEWAY_URL`` (default http://127.0.0.1:8000/v1) and ``GATEWAY_API_KEY`` (default the demo
 key ``sk-demo``) point it elsewhere. Each line shows the label, the variant that answered

@@ -197,7 +197,7 @@ def demo(
         console.print(
             f"[bold]demo ready:[/] gateway http://127.0.0.1:{port}/v1 (client key sk-demo, "
             f"eval key sk-eval, admin key sk-admin); simulator http://127.0.0.1:{simulator_port}"
-            "/v1\n  try: .venv/bin/python examples/classify_tickets.py"
+            "/v1\n  try: .venv/bin/python -m examples.classify_tickets"
         )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -196,3 +196,38 @@ def test_eval_key_forces_a_variant_and_app_key_may_not(gateway: GatewayProcess) 
             messages=[{"role": "user", "content": TICKET}],
             extra_headers={"x-gateway-variant": "finetuned"},
         )
+
+
+def test_example_scripts_print_labels_from_both_variants(gateway: GatewayProcess) -> None:
+    """README's examples run against a gateway and show answers of both variants."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    env = {**os.environ, "GATEWAY_URL": gateway.base_url, "GATEWAY_API_KEY": CLIENT_KEY}
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.classify_tickets"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    assert len(rows) == 8
+    assert {row[0] for row in rows} <= {"billing", "technical", "account"}
+    assert {row[1] for row in rows} == {"finetuned", "prompted"}
+    mix = subprocess.run(
+        [sys.executable, "-m", "examples.traffic", "--requests", "40"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "rollout" in mix
+    assert sum(int(line.split()[0]) for line in mix.splitlines()) == 40
