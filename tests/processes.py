@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -135,8 +136,15 @@ def routes_yaml(
     failover_on: str = "[connect, timeout, 5xx, 429, invalid_response]",
     extra_upstreams: str = "",
     extra: str = "",
+    route_extra: str = "",
 ) -> str:
-    """A support-triage routes file against ``simulator_url`` (the simulator's base, no /v1)."""
+    """A support-triage routes file against ``simulator_url`` (the simulator's base, no /v1).
+
+    ``extra`` is appended under ``routes:`` (more routes, indented two spaces); ``route_extra``
+    holds more keys of the support-triage route itself (``guard: {...}``, ``shadow: {...}``,
+    ``on_violation: fallback``), written unindented: each line is indented into the route.
+    """
+    inside = textwrap.indent(textwrap.dedent(route_extra).strip("\n"), "    ")
     return f"""
 upstreams:
   simulator:
@@ -160,6 +168,7 @@ routes:
     fallback: prompted
     flag: {{enabled: true, weight: {weight}}}
     failover_on: {failover_on}
+{inside}
 {extra}
 prices:
   {FALLBACK_MODEL}: {{input: 0.15, output: 0.60}}

@@ -66,6 +66,11 @@ class QualityMonitor:
                 failed.append(result.check)
         return failed
 
+    def too_slow(self, route: str, duration_s: float) -> bool:
+        """Whether an answer that took ``duration_s`` breaches the route's ``latency_slo_s``."""
+        slo = self._slo.get(route)
+        return slo is not None and duration_s > slo
+
     def count_failed_attempt(self, rec: RequestRecord, route: Route) -> None:
         """The candidate's answer was not used (upstream error, or a failed check with
         ``on_violation: fallback``): count it against the candidate now."""
@@ -77,8 +82,7 @@ class QualityMonitor:
         if rec.route is None or rec.variant is None or rec.role is None:
             return
         failed = bool(rec.checks_failed) or rec.status >= 500 or rec.status == 499
-        slo = self._slo.get(rec.route)
-        if slo is not None and duration_s > slo:
+        if self.too_slow(rec.route, duration_s):
             failed = True
         guarded = rec.rollout_id is not None and rec.decision in GUARDED_DECISIONS
         if guarded and rec.status != 499:

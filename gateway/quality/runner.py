@@ -80,8 +80,13 @@ class GuardRunner:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
-            for trip in self._guard.tick():
-                await self.act(trip)
+            try:
+                for trip in self._guard.tick():
+                    await self.act(trip)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a bad webhook URL must not stop the guard
+                self._log.error("guard.tick_failed", error=type(exc).__name__, detail=str(exc))
 
     async def act(self, trip: Trip) -> None:
         """Roll the route back for ``trip`` (once per rollout); retry next tick on failure."""
@@ -97,10 +102,24 @@ class GuardRunner:
         reason = describe(trip.verdict)
         try:
             state = await self._flags.rollback(
-                trip.route, actor="guard", reason=reason, trigger="guard", evidence=evidence
+                trip.route,
+                actor="guard",
+                reason=reason,
+                trigger="guard",
+                evidence=evidence,
+                # CAS on the version checked above: never roll back a rollout that replaced
+                # trip.rollout_id in the store after this replica's snapshot was taken.
+                expected_version=current.version,
             )
-        except ConflictError:
-            self._guard.acted(trip.route, trip.rollout_id)  # someone rolled back first
+        except ConflictError as exc:
+            now = exc.current
+            if isinstance(now, FlagState) and (
+                now.status == "rolled_back" or now.rollout_id != trip.rollout_id
+            ):
+                self._guard.acted(trip.route, trip.rollout_id)  # rolled back or replaced first
+            else:  # a concurrent write (a weight change...): the rollout still runs; retry
+                self._log.warning("guard.rollback_conflict", route=trip.route)
+                self._guard.retry(trip.route, trip.rollout_id)
             return
         except GatewayError as exc:
             self._log.error("guard.rollback_failed", route=trip.route, error=exc.message)
@@ -127,5 +146,5 @@ class GuardRunner:
             try:
                 response = await self._http.post(self._webhook_url, json=notice)
                 response.raise_for_status()
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 self._log.error("guard.webhook_failed", route=trip.route, error=type(exc).__name__)

@@ -109,7 +109,9 @@ class ShadowRunner:
         try:
             payload = build_payload(route, candidate, body, stream=False)
             client = self._upstreams[candidate.upstream]
+            started = self._clock()
             response = await client.send(payload, stream=False, request_id=request_id)
+            slow = self._monitor.too_slow(route.name, self._clock() - started)
             try:
                 view = decode_completion(response.content)
             except msgspec.DecodeError:
@@ -117,7 +119,9 @@ class ShadowRunner:
             text = None
             if view is not None and view.choices and view.choices[0].message is not None:
                 text = view.choices[0].message.content
-            failed = view is None or bool(self._monitor.judge(route.name, candidate.name, text))
+            failed = (
+                view is None or bool(self._monitor.judge(route.name, candidate.name, text)) or slow
+            )
             state.errors_in_a_row = 0
             contract = self._monitor.contracts.get(route.name)
             agreed = (contract.agree(text, served) if contract else text == served) and (

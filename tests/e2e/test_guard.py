@@ -1,0 +1,335 @@
+"""The quality guard end to end: a candidate that breaks the contract is rolled back by itself.
+
+Each test starts its own gateway (``GATEWAY_GUARD_TICK_S=0.05``, ``min_samples: 20``) against
+the session's simulator, makes the candidate misbehave with ``sim.set_behaviour`` and sends
+traffic with distinct subjects until the guard acts. Then it checks what everybody sees: the
+flag (``GET /admin/flags``), the next requests' ``x-gateway-decision``, the audit with the
+guard's evidence, ``gateway_rollbacks_total``, the CLI's ``release``, a second replica on Redis,
+the webhook, and the latency SLO.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.e2e.support import AUTH, TICKET, metric_value, wait_for
+from tests.processes import (
+    ADMIN_KEY,
+    CANDIDATE_MODEL,
+    GatewayProcess,
+    SimulatorProcess,
+    routes_yaml,
+    start_gateway,
+)
+
+pytestmark = pytest.mark.e2e
+
+ROUTE = "support-triage"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+LABELS = {"billing", "technical", "account"}
+GUARD_ENV = {"GATEWAY_GUARD_TICK_S": "0.05"}
+ENFORCE = "guard: {min_samples: 20}"
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+TRIP_TIMEOUT_S = 30.0
+
+
+def ask(client: httpx.Client, gw: GatewayProcess, subject: str) -> httpx.Response:
+    """One ordinary (non-streaming) chat request for ``subject``; must be answered 200."""
+    response = client.post(
+        gw.base_url + "/chat/completions",
+        json={"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]},
+        headers={**AUTH, "x-gateway-subject": subject},
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def admin_get(gw: GatewayProcess, path: str, **params: Any) -> Any:
+    response = httpx.get(gw.url + path, headers=ADMIN, params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def flag_of(gw: GatewayProcess) -> dict[str, Any]:
+    flag: dict[str, Any] = admin_get(gw, f"/admin/flags/{ROUTE}")
+    return flag
+
+
+def guard_state(gw: GatewayProcess) -> dict[str, Any]:
+    """The route's ``guard`` object in ``GET /admin/routes``."""
+    routes = admin_get(gw, "/admin/routes")
+    state: dict[str, Any] = next(r for r in routes if r["name"] == ROUTE)["guard"]
+    return state
+
+
+def drive_until_rolled_back(client: httpx.Client, gw: GatewayProcess, prefix: str) -> None:
+    """Send batches of requests (a new subject each) until the stored flag is rolled back."""
+    sent = 0
+
+    def batch_then_rolled_back() -> bool:
+        nonlocal sent
+        for _ in range(10):
+            ask(client, gw, f"{prefix}-{sent}")
+            sent += 1
+        return bool(flag_of(gw)["status"] == "rolled_back")
+
+    wait_for(batch_then_rolled_back, "the guard to roll the flag back", TRIP_TIMEOUT_S)
+
+
+def decisions(client: httpx.Client, gw: GatewayProcess, prefix: str, n: int) -> list[str]:
+    """The ``x-gateway-decision`` of ``n`` requests with new subjects."""
+    return [ask(client, gw, f"{prefix}-{i}").headers["x-gateway-decision"] for i in range(n)]
+
+
+def run_flags_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({"GATEWAY_URL": url, "GATEWAY_ADMIN_KEY": ADMIN_KEY})
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "flags", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_it(
+    sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    """60% invalid labels at 50% weight: the guard rolls back (once, audited with evidence);
+    the fallback serves; the CLI's release re-arms with a new rollout id and clean counters;
+    a healthy candidate is then left alone."""
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.6)
+    routes = routes_yaml(sim.url, weight=50_000, route_extra=ENFORCE)
+    with (
+        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
+        httpx.Client(timeout=10) as client,
+    ):
+        first_rollout = flag_of(gw)["rollout_id"]
+        drive_until_rolled_back(client, gw, "bad")
+
+        # The next requests are answered by the fallback, with a valid label.
+        for i in range(10):
+            response = ask(client, gw, f"after-{i}")
+            assert response.headers["x-gateway-decision"] == "rolled_back"
+            assert response.headers["x-gateway-variant"] == "prompted"
+            assert response.json()["choices"][0]["message"]["content"] in LABELS
+
+        # The audit holds one guard rollback with the numbers that decided it.
+        entries = admin_get(gw, "/admin/audit", route=ROUTE)["data"]
+        by_guard = [e for e in entries if e["trigger"] == "guard"]
+        assert len(by_guard) == 1, entries
+        entry = by_guard[0]
+        assert entry["action"] == "rollback"
+        assert entry["actor"] == "guard"
+        assert entry["reason"].startswith("guard: ")
+        assert entry["after"]["status"] == "rolled_back"
+        evidence = entry["evidence"]
+        assert evidence["rollout_id"] == first_rollout
+        assert evidence["rule"] in ("ceiling", "regression")
+        assert evidence["min_samples"] == 20
+        assert {"ceiling", "margin", "alpha", "why"} <= set(evidence)
+        cand, fb = evidence["candidate"], evidence["fallback"]
+        assert cand["n"] >= 20
+        assert 0 < cand["failures"] <= cand["n"]
+        assert cand["rate"] == pytest.approx(cand["failures"] / cand["n"])
+        assert 0 <= cand["lower"] <= cand["rate"] <= cand["upper"] <= 1
+        assert {"n", "failures", "rate", "lower", "upper"} <= set(fb)
+        if evidence["rule"] == "ceiling":
+            assert cand["lower"] > evidence["ceiling"]
+
+        assert (
+            metric_value(gw.metrics(), "gateway_rollbacks_total", route=ROUTE, trigger="guard") == 1
+        )
+
+        # Fixed candidate; a person re-arms the flag with the CLI.
+        sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.0)
+        run = run_flags_cli(
+            "release", ROUTE, "--reason", "candidate retrained", "--json", url=gw.url
+        )
+        assert run.returncode == 0, run.stderr
+        released = json.loads(run.stdout)
+        assert released["status"] == "active"
+        new_rollout = released["rollout_id"]
+        assert new_rollout != first_rollout
+        assert flag_of(gw)["rollout_id"] == new_rollout
+
+        state = guard_state(gw)
+        assert state["rollout_id"] == new_rollout
+        assert state["status"] == "watching"
+        assert state["verdict"]["candidate"]["n"] == 0
+        assert state["verdict"]["fallback"]["n"] == 0
+
+        # Healthy traffic on the new rollout: counted, never rolled back.
+        seen = decisions(client, gw, "good", 100)
+        assert set(seen) == {"rollout"}
+        state = guard_state(gw)
+        assert state["rollout_id"] == new_rollout
+        assert state["verdict"]["candidate"]["n"] >= 20
+        assert state["verdict"]["candidate"]["failures"] == 0
+        # The verdict is a pure function of these counts: no tick can trip on them.
+        assert state["verdict"]["rule"] is None
+        assert state["status"] == "watching"
+        assert flag_of(gw)["status"] == "active"
+        assert (
+            metric_value(gw.metrics(), "gateway_rollbacks_total", route=ROUTE, trigger="guard") == 1
+        )
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """A namespace of its own on the shared Redis, deleted after the test."""
+    namespace = f"e2e-guard-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(SHARED_REDIS)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def test_a_guard_rollback_tripped_by_one_replica_is_served_by_the_other(
+    sim: SimulatorProcess, tmp_path: Path, redis_namespace: str
+) -> None:
+    """Two replicas on one Redis namespace; only A sees the bad traffic and trips; B serves
+    the rollback to its next requests."""
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.6)
+    env = {
+        **GUARD_ENV,
+        "GATEWAY_FLAG_STORE": SHARED_REDIS,
+        "GATEWAY_FLAG_STORE_NAMESPACE": redis_namespace,
+    }
+    routes = routes_yaml(sim.url, weight=50_000, route_extra=ENFORCE)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        start_gateway(tmp_path / "a", routes, env=env) as a,
+        start_gateway(tmp_path / "b", routes, env=env) as b,
+        httpx.Client(timeout=10) as client,
+    ):
+        assert "rolled_back" not in decisions(client, b, "b-before", 10)
+        drive_until_rolled_back(client, a, "a-bad")
+
+        count = 0
+
+        def b_serves_rollback() -> bool:
+            nonlocal count
+            count += 1
+            return ask(client, b, f"b-probe-{count}").headers["x-gateway-decision"] == (
+                "rolled_back"
+            )
+
+        wait_for(b_serves_rollback, "replica B to serve the rollback", 10)
+        assert set(decisions(client, b, "b-after", 10)) == {"rolled_back"}
+        assert flag_of(b)["status"] == "rolled_back"
+        assert metric_value(a.metrics(), "gateway_rollbacks_total", trigger="guard") == 1
+        assert metric_value(b.metrics(), "gateway_rollbacks_total", trigger="guard") == 0
+
+
+class _Webhook:
+    """A tiny HTTP server in a thread on 127.0.0.1 that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/guard"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Webhook:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_guard_rollback_posts_one_json_notice_to_the_webhook(
+    sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    """GATEWAY_GUARD_WEBHOOK_URL gets one POST with route, rollout id and evidence."""
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
+    routes = routes_yaml(sim.url, weight=100_000, route_extra=ENFORCE)
+    with _Webhook() as hook:
+        env = {**GUARD_ENV, "GATEWAY_GUARD_WEBHOOK_URL": hook.url}
+        with (
+            start_gateway(tmp_path, routes, env=env) as gw,
+            httpx.Client(timeout=10) as client,
+        ):
+            rollout = flag_of(gw)["rollout_id"]
+            drive_until_rolled_back(client, gw, "hook")
+            wait_for(lambda: hook.bodies, "the webhook POST", 10)
+            decisions(client, gw, "hook-after", 10)  # more traffic: still one notice
+            flag_version = flag_of(gw)["version"]
+        assert len(hook.bodies) == 1, hook.bodies
+    notice = hook.bodies[0]
+    assert notice["event"] == "gateway.guard.rollback"
+    assert notice["route"] == ROUTE
+    assert notice["rollout_id"] == rollout
+    assert notice["flag_version"] == flag_version
+    assert notice["reason"].startswith("guard: ")
+    evidence = notice["evidence"]
+    assert evidence["rollout_id"] == rollout
+    assert evidence["rule"] == "ceiling"
+    assert evidence["candidate"]["n"] >= 20
+    assert evidence["candidate"]["failures"] == evidence["candidate"]["n"]
+
+
+def test_answers_slower_than_the_latency_slo_count_as_guard_failures(
+    sim: SimulatorProcess, tmp_path: Path
+) -> None:
+    """``latency_slo_s: 0.05`` and a 150 ms candidate: every candidate outcome fails; in
+    observe mode the guard records the trip but the flag stays active."""
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=150)
+    routes = routes_yaml(
+        sim.url,
+        weight=100_000,
+        route_extra="guard: {mode: observe, min_samples: 20, latency_slo_s: 0.05}",
+    )
+    with (
+        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
+        httpx.Client(timeout=10) as client,
+    ):
+        seen = decisions(client, gw, "slow", 25)
+        assert set(seen) == {"rollout"}
+        state = wait_for(
+            lambda: (s := guard_state(gw))["status"] == "tripped" and s,
+            "the guard to record its verdict",
+            10,
+        )
+        assert state["mode"] == "observe"
+        cand = state["verdict"]["candidate"]
+        assert cand["n"] >= 20
+        assert cand["failures"] == cand["n"]
+        assert state["verdict"]["rule"] == "ceiling"
+        # Observe mode: no rollback, the candidate keeps serving.
+        assert flag_of(gw)["status"] == "active"
+        assert ask(client, gw, "slow-after").headers["x-gateway-decision"] == "rollout"
+        assert metric_value(gw.metrics(), "gateway_rollbacks_total", route=ROUTE) == 0
