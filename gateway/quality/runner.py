@@ -16,24 +16,32 @@ import msgspec
 from gateway.errors import ConflictError, GatewayError
 from gateway.flags.service import FlagService
 from gateway.quality.guard import Guard, Trip, Verdict
+from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
 
 __all__ = ["GuardRunner", "describe"]
 
 
 def describe(verdict: Verdict) -> str:
-    """The audit reason of a guard rollback, with the numbers that decided it."""
+    """The audit reason of a guard rollback, with the numbers that decided it.
+
+    The regression rule compares bounds at ``alpha / 2`` each (a union bound), so those are the
+    bounds quoted for it; the ceiling rule uses the candidate's bound at ``alpha``.
+    """
     cand, fb = verdict.candidate, verdict.fallback
-    head = (
-        f"guard: {verdict.rule} rule: candidate failed {cand.failures}/{cand.n} "
-        f"({(cand.rate or 0):.1%}, lower bound {cand.lower:.1%})"
-    )
+    rate = f"candidate failed {cand.failures}/{cand.n} ({(cand.rate or 0):.1%}"
     if verdict.rule == "ceiling":
-        return f"{head} > ceiling {verdict.ceiling:.1%} at alpha {verdict.alpha:g}"
+        return (
+            f"guard: ceiling rule: {rate}, lower bound {cand.lower:.1%}) > ceiling "
+            f"{verdict.ceiling:.1%} at alpha {verdict.alpha:g}"
+        )
+    half = verdict.alpha / 2
+    lower = lower_bound(cand.failures, cand.n, half)
+    upper = upper_bound(fb.failures, fb.n, half)
     return (
-        f"{head} vs fallback {fb.failures}/{fb.n} ({(fb.rate or 0):.1%}, upper bound "
-        f"{fb.upper:.1%}): difference >= {verdict.difference_lower or 0:.1%} > margin "
-        f"{verdict.margin:.1%} at alpha {verdict.alpha:g}"
+        f"guard: regression rule: {rate}, lower bound {lower:.1%}) vs fallback "
+        f"{fb.failures}/{fb.n} ({(fb.rate or 0):.1%}, upper bound {upper:.1%}): difference >= "
+        f"{lower - upper:.1%} > margin {verdict.margin:.1%} at alpha {verdict.alpha:g}"
     )
 
 
