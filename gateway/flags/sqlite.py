@@ -52,6 +52,21 @@ _state_decoder = msgspec.json.Decoder(FlagState)
 _entry_decoder = msgspec.json.Decoder(AuditEntry)
 
 
+async def _finish_in_thread(fn: Callable[..., _T], *args: object) -> _T:
+    """Run ``fn`` in a worker thread; if the caller is cancelled, still wait for the thread.
+
+    Cancelling ``asyncio.to_thread`` does not stop the thread: without the wait, the lock would
+    be released (and the connection possibly closed by ``aclose``) while the thread still uses
+    the connection, which can crash SQLite.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
 class SQLiteFlagStore:
     """Flags and audit in a SQLite file (``GATEWAY_FLAG_STORE=sqlite:///PATH``)."""
 
@@ -68,8 +83,8 @@ class SQLiteFlagStore:
             try:
                 conn = self._conn
                 if conn is None:
-                    conn = self._conn = await asyncio.to_thread(self._connect)
-                return await asyncio.to_thread(fn, conn)
+                    conn = self._conn = await _finish_in_thread(self._connect)
+                return await _finish_in_thread(fn, conn)
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(
                     f"The flag store (SQLite file {self.path}) is unavailable: {exc}"

@@ -1,0 +1,199 @@
+"""The Grafana dashboard and the alerts query metrics the gateway really exports.
+
+Names are compared with ``/metrics`` of an app built in-process on config/gateway.yaml (see
+``support.exported_metrics``); every query is parsed with promql-parser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.deploy.support import (
+    CHART,
+    PROMETHEUS_SYNTHETIC,
+    exported_metrics,
+    grafana_to_promql,
+    manifests,
+    metric_names,
+    one,
+    production_values,
+    render,
+)
+
+DASHBOARD = CHART / "dashboards" / "gateway.json"
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def _queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target, annotation and template variable."""
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r} {target['refId']}", target["expr"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            yield f"annotation {annotation['name']!r}", annotation["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            text = query["query"] if isinstance(query, dict) else query
+            found = re.fullmatch(r"label_values\((.+),\s*\w+\)", text)
+            assert found, f"variable {variable['name']}: {text}"
+            yield f"variable {variable['name']!r}", found.group(1)
+
+
+def test_scrape_exports_the_design_metrics() -> None:
+    """The scrape the other tests compare with has the metrics of DESIGN.md section 4."""
+    families = exported_metrics().families
+    for name, kind in {
+        "gateway_requests": "counter",
+        "gateway_request_duration_seconds": "histogram",
+        "gateway_overhead_seconds": "histogram",
+        "gateway_upstream_duration_seconds": "histogram",
+        "gateway_time_to_first_token_seconds": "histogram",
+        "gateway_tokens": "counter",
+        "gateway_cost_usd": "counter",
+        "gateway_quality_checks": "counter",
+        "gateway_failovers": "counter",
+        "gateway_rollbacks": "counter",
+        "gateway_flag_weight": "gauge",
+        "gateway_inflight_requests": "gauge",
+    }.items():
+        assert families.get(name) == kind, (name, families.get(name))
+
+
+def test_dashboard_is_a_grafana_dashboard(dashboard: dict[str, Any]) -> None:
+    assert dashboard["title"]
+    assert dashboard["uid"]
+    assert isinstance(dashboard["schemaVersion"], int)
+    ids = [p["id"] for p in _panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    for panel in _panels(dashboard):
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert panel["targets"], panel["title"]
+
+
+def test_dashboard_has_route_and_variant_variables(dashboard: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    for name in ("route", "variant"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["includeAll"]
+        assert variables[name]["multi"]
+    # Every series panel that has per-variant data filters on both variables.
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            if "variant" in target["legendFormat"]:
+                assert '$route"' in target["expr"], target
+                assert '$variant"' in target["expr"], target
+
+
+def test_every_dashboard_query_parses_and_names_an_exported_metric(
+    dashboard: dict[str, Any],
+) -> None:
+    exported = exported_metrics().series_names
+    queries = list(_queries(dashboard))
+    assert len(queries) >= 15
+    for where, expr in queries:
+        names = metric_names(grafana_to_promql(expr))
+        assert names, f"{where}: selects no metric: {expr}"
+        unknown = names - exported
+        assert not unknown, f"{where}: {sorted(unknown)} not exported by the gateway"
+
+
+def test_dashboard_covers_what_operators_need(dashboard: dict[str, Any]) -> None:
+    exprs = dict(_queries(dashboard))
+    text = "\n".join(exprs.values())
+    titles = " | ".join(p["title"].lower() for p in _panels(dashboard))
+    for needed in (
+        "requests per second",
+        "decision mix",
+        "tokens",
+        "cost per hour",
+        "request duration",
+        "overhead",
+        "time to first token",
+        "quality pass rate",
+        "failovers",
+        "flag weight",
+    ):
+        assert needed in titles, needed
+    for metric in (
+        "gateway_requests_total",
+        "gateway_tokens_total",
+        "gateway_cost_usd_total",
+        "gateway_request_duration_seconds_bucket",
+        "gateway_overhead_seconds_bucket",
+        "gateway_time_to_first_token_seconds_bucket",
+        "gateway_quality_checks_total",
+        "gateway_failovers_total",
+        "gateway_flag_weight",
+    ):
+        assert metric in text, metric
+    for quantile in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({quantile}, " in text
+    (rollbacks,) = [a for a in dashboard["annotations"]["list"] if a.get("name") == "Rollbacks"]
+    assert "gateway_rollbacks_total" in rollbacks["expr"]
+    assert rollbacks["enable"]
+
+
+@pytest.fixture(scope="module")
+def alerts() -> dict[str, dict[str, Any]]:
+    rule = one(manifests(render(production_values())), "PrometheusRule")
+    return {a["alert"]: a for g in rule["spec"]["groups"] for a in g["rules"]}
+
+
+def test_every_alert_parses_and_names_an_exported_metric(
+    alerts: dict[str, dict[str, Any]],
+) -> None:
+    exported = exported_metrics().series_names | PROMETHEUS_SYNTHETIC
+    for name, alert in alerts.items():
+        names = metric_names(alert["expr"])
+        assert names, name
+        assert not names - exported, f"{name}: {sorted(names - exported)} not exported"
+        assert alert["annotations"]["summary"], name
+
+
+def test_the_alerts_the_issue_asks_for(alerts: dict[str, dict[str, Any]]) -> None:
+    guard = alerts["GatewayGuardRollback"]["expr"]
+    assert re.search(
+        r'increase\(gateway_rollbacks_total\{[^}]*trigger="guard"[^}]*\}\[5m\]\)', guard
+    )
+    assert guard.rstrip().endswith("> 0")
+    assert 'status=~"5.."' in alerts["GatewayHighErrorRate"]["expr"]
+    overhead = alerts["GatewayHighOverhead"]["expr"]
+    assert "histogram_quantile(0.99" in overhead
+    assert "gateway_overhead_seconds_bucket" in overhead
+    assert "gateway_flag_store_up" in alerts["GatewayFlagStoreDegraded"]["expr"]
+    assert alerts["GatewayFlagStoreDegraded"]["expr"].rstrip().endswith("== 0")
+
+
+def test_alerts_are_scoped_to_the_release(alerts: dict[str, dict[str, Any]]) -> None:
+    for name, alert in alerts.items():
+        assert 'job="gw-gateway"' in alert["expr"], name
+        assert 'namespace="llm"' in alert["expr"], name
+
+
+def test_metric_names_rejects_broken_promql() -> None:
+    """The parser the checks rely on does reject what Prometheus would."""
+    for broken in ("sum(rate(x[5m])", "rate(x{a=}[5m])", "histogram_quantile(0.9, )"):
+        with pytest.raises(ValueError, match=r"."):
+            metric_names(broken)
