@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_data import dataset_app, finetune_app
+from gateway.cli_eval import EVAL_EPILOG, eval_command
 from gateway.cli_flags import flags_app
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -37,6 +39,9 @@ EXIT_INVALID = 1
 EXIT_UNREACHABLE = 3
 
 app.add_typer(flags_app, name="flags")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(finetune_app, name="finetune")
+app.command("eval", epilog=EVAL_EPILOG)(eval_command)
 
 
 def _err(console: Console, problems: list[str], what: str) -> None:

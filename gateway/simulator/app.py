@@ -14,6 +14,9 @@ others never do, they are for tests and demos on a trusted machine):
   default) behaviour.
 * ``GET /_simulator/stats``: ``{"models": {name: counters}, "totals": counters}`` (``ModelStats``).
 * ``POST /_simulator/stats/reset``: zeroes the counters; returns the (empty) stats.
+* ``/v1/files`` and ``/v1/fine_tuning/jobs``: see ``gateway.simulator.files`` and
+  ``gateway.simulator.finetune_api`` (``GET/PUT /_simulator/finetune`` paces the jobs; the
+  environment variable ``GATEWAY_SIM_FINETUNE_SECONDS`` sets their initial duration).
 
 Every error, including Litestar's own 404/405, uses OpenAI's error envelope.
 """
@@ -31,6 +34,10 @@ from litestar.params import FromPath
 from gateway.simulator import responses
 from gateway.simulator.behaviour import SimulatorConfig, SimulatorConfigError
 from gateway.simulator.chat import authorized, chat_completions, simulator_state
+from gateway.simulator.files import FileStore, create_file, file_content, retrieve_file
+from gateway.simulator.finetune import FineTuneStore
+from gateway.simulator.finetune_api import finetune_handlers
+from gateway.simulator.finetune_plan import settings_from_environment
 from gateway.simulator.state import SimulatorState
 
 __all__ = ["create_simulator_app"]
@@ -123,6 +130,9 @@ def create_simulator_app(config: SimulatorConfig) -> Litestar:
     Returns:
         A Litestar ASGI app; serve it with uvicorn (``run_simulator``) or test it in-process.
     """
+    simulator = SimulatorState(config)
+    files = FileStore()
+    finetune = FineTuneStore(simulator, files, settings_from_environment())
     return Litestar(
         route_handlers=[
             chat_completions,
@@ -133,8 +143,12 @@ def create_simulator_app(config: SimulatorConfig) -> Litestar:
             delete_behaviour,
             get_stats,
             reset_stats,
+            create_file,
+            retrieve_file,
+            file_content,
+            *finetune_handlers(),
         ],
-        state=State({"simulator": SimulatorState(config)}),
+        state=State({"simulator": simulator, "files": files, "finetune": finetune}),
         exception_handlers={HTTPException: _http_exception},
         openapi_config=None,
     )

@@ -219,16 +219,24 @@ def test_targeting_a_subject_forces_the_candidate_at_zero_percent(
     """``--target-subject`` wins over weight 0; ``--clear-targeting`` empties every list."""
     run = flags(
         *("set", ROUTE, "--target-subject", "vip-1", "--target-subject", "vip-2"),
-        *("--fallback-key", "test-app", "--reason", "try on vips", "--json"),
+        *("--fallback-subject", "someone-else", "--reason", "try on vips", "--json"),
         url=gateway.url,
     )
     assert run.code == 0, run.err
     targeting = run.json()["targeting"]
     assert sorted(targeting["candidate_subjects"]) == ["vip-1", "vip-2"]
-    assert targeting["fallback_keys"] == ["test-app"]
-    # subject lists are checked before key lists (DESIGN.md s5), so the VIP still gets it
+    assert targeting["fallback_subjects"] == ["someone-else"]
     assert served_by(gateway, "vip-1") == ("targeted", CANDIDATE)
     assert served_by(gateway, "someone-else") == ("targeted", FALLBACK)
+    assert served_by(gateway, "nobody-listed") == ("rollout", FALLBACK)
+
+    keyed = flags(
+        *("set", ROUTE, "--fallback-key", "test-app", "--reason", "keep the app safe"),
+        url=gateway.url,
+    )
+    assert keyed.code == 0, keyed.err
+    # a fallback list wins over a candidate list of the other kind
+    assert served_by(gateway, "vip-1") == ("targeted", FALLBACK)
 
     shown = flags("show", ROUTE, url=gateway.url)
     assert "vip-1, vip-2" in shown.out
