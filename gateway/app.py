@@ -219,6 +219,12 @@ def _validation_error(exc: ValidationException) -> InvalidRequestError:
         f"{d.get('key') or 'body'}: {d.get('message')}" for d in details if isinstance(d, dict)
     ]
     param = next((d.get("key") for d in details if isinstance(d, dict) and d.get("key")), None)
+    for detail in details:
+        # Litestar names the whole body "data"; an unknown field is the better param.
+        text = str(detail.get("message", "")) if isinstance(detail, dict) else ""
+        if "unknown field `" in text:
+            param = text.split("unknown field `", 1)[1].split("`", 1)[0]
+            break
     message = "Invalid request: " + ("; ".join(parts) if parts else str(exc.detail))
     return InvalidRequestError(message, param=param)
 

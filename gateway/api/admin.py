@@ -9,13 +9,13 @@ Litestar documents these endpoints at ``/admin/openapi`` (``/admin/openapi/opena
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from gateway.errors import InvalidRequestError
 from gateway.flags.changes import AuditEntry, FlagPatch
@@ -96,6 +96,10 @@ class AuditPage(msgspec.Struct):
     data: list[AuditEntry]
 
 
+IfMatch = Annotated[str | None, HeaderParameter(name="if-match")]
+"""The flag version a write is based on, as an HTTP entity tag: ``If-Match: "3"``."""
+
+
 def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
@@ -168,7 +172,9 @@ def admin_handlers(gw: Any) -> list[Any]:
         return views
 
     @get("/admin/flags/{route:str}", summary="A route's flag as stored now", guards=[require_admin])
-    async def get_flag(request: Request[Any, Any, Any], route: str) -> Response[FlagState]:
+    async def get_flag(
+        request: Request[Any, Any, Any], route: FromPath[str]
+    ) -> Response[FlagState]:
         actor(request)
         return flag_response(await flags.current(route))
 
@@ -179,9 +185,9 @@ def admin_handlers(gw: Any) -> list[Any]:
     )
     async def patch_flag(
         request: Request[Any, Any, Any],
-        route: str,
-        data: FlagPatchRequest | None = None,
-        if_match: str | None = Parameter(header="if-match", default=None),
+        route: FromPath[str],
+        data: JSONBody[FlagPatchRequest | None] = None,
+        if_match: IfMatch = None,
     ) -> Response[FlagState]:
         who = actor(request)
         data = FlagPatchRequest() if data is None else data  # no body: 422 for the missing reason
@@ -210,9 +216,9 @@ def admin_handlers(gw: Any) -> list[Any]:
     )
     async def rollback_flag(
         request: Request[Any, Any, Any],
-        route: str,
-        data: RollbackRequest | None = None,
-        if_match: str | None = Parameter(header="if-match", default=None),
+        route: FromPath[str],
+        data: JSONBody[RollbackRequest | None] = None,
+        if_match: IfMatch = None,
     ) -> Response[FlagState]:
         who = actor(request)
         data = RollbackRequest() if data is None else data  # no body: 422 for the missing reason
@@ -232,9 +238,9 @@ def admin_handlers(gw: Any) -> list[Any]:
     )
     async def release_flag(
         request: Request[Any, Any, Any],
-        route: str,
-        data: ReleaseRequest | None = None,
-        if_match: str | None = Parameter(header="if-match", default=None),
+        route: FromPath[str],
+        data: JSONBody[ReleaseRequest | None] = None,
+        if_match: IfMatch = None,
     ) -> Response[FlagState]:
         who = actor(request)
         data = ReleaseRequest() if data is None else data  # no body: 422 for the missing reason
@@ -255,9 +261,9 @@ def admin_handlers(gw: Any) -> list[Any]:
     )
     async def register_candidate(
         request: Request[Any, Any, Any],
-        route: str,
-        data: RegisterCandidateRequest,
-        if_match: str | None = Parameter(header="if-match", default=None),
+        route: FromPath[str],
+        data: JSONBody[RegisterCandidateRequest],
+        if_match: IfMatch = None,
     ) -> Response[FlagState]:
         who = actor(request)
         expected = _if_match(if_match)
@@ -274,8 +280,8 @@ def admin_handlers(gw: Any) -> list[Any]:
     @get("/admin/audit", summary="Flag changes, newest first", guards=[require_admin])
     async def audit(
         request: Request[Any, Any, Any],
-        route: str | None = None,
-        limit: int = Parameter(default=50, ge=1, le=1000),
+        route: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
     ) -> AuditPage:
         actor(request)
         return AuditPage(await flags.history(route, limit))

@@ -57,7 +57,7 @@ class FlagService:
         self._clock = clock
         self._snapshot: dict[str, FlagState] = {}
         self._loaded = False
-        self._state: Literal["ok", "degraded"] = "degraded"
+        self._state: Literal["ok", "degraded", "starting"] = "starting"
         self._reason = "not started"
         self._last_sync: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -153,7 +153,7 @@ class FlagService:
             self._install(name, state)
         self._loaded = True
         self._last_sync = self._clock()
-        if self._state != "ok":
+        if self._state == "degraded":
             self._log.info("flags.store_recovered", kind=self._store.kind)
         self._state = "ok"
         self._metrics.flag_store_up.set(1)
