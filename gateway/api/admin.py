@@ -100,6 +100,12 @@ IfMatch = Annotated[str | None, HeaderParameter(name="if-match")]
 """The flag version a write is based on, as an HTTP entity tag: ``If-Match: "3"``."""
 
 
+def _expected_version(if_match: str | None, body_version: int | None) -> int | None:
+    """The version a write is based on: ``If-Match`` if given, else the body's ``version``."""
+    header = _if_match(if_match)
+    return header if header is not None else body_version
+
+
 def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
@@ -199,13 +205,12 @@ def admin_handlers(gw: Any) -> list[Any]:
             candidate_keys=data.candidate_keys,
             fallback_keys=data.fallback_keys,
         )
-        expected = _if_match(if_match)
         state = await flags.update(
             route,
             change,
             actor=who,
             reason=data.reason,
-            expected_version=expected if expected is not None else data.version,
+            expected_version=_expected_version(if_match, data.version),
         )
         return flag_response(state)
 
@@ -222,12 +227,11 @@ def admin_handlers(gw: Any) -> list[Any]:
     ) -> Response[FlagState]:
         who = actor(request)
         data = RollbackRequest() if data is None else data  # no body: 422 for the missing reason
-        expected = _if_match(if_match)
         state = await flags.rollback(
             route,
             actor=who,
             reason=data.reason,
-            expected_version=expected if expected is not None else data.version,
+            expected_version=_expected_version(if_match, data.version),
         )
         return flag_response(state)
 
@@ -244,13 +248,12 @@ def admin_handlers(gw: Any) -> list[Any]:
     ) -> Response[FlagState]:
         who = actor(request)
         data = ReleaseRequest() if data is None else data  # no body: 422 for the missing reason
-        expected = _if_match(if_match)
         state = await flags.release(
             route,
             actor=who,
             reason=data.reason,
             weight=data.weight,
-            expected_version=expected if expected is not None else data.version,
+            expected_version=_expected_version(if_match, data.version),
         )
         return flag_response(state)
 
@@ -266,14 +269,13 @@ def admin_handlers(gw: Any) -> list[Any]:
         if_match: IfMatch = None,
     ) -> Response[FlagState]:
         who = actor(request)
-        expected = _if_match(if_match)
         state = await flags.register_candidate(
             route,
             model=data.model,
             actor=who,
             reason=data.reason,
             evidence={"source": data.source} if data.source else None,
-            expected_version=expected if expected is not None else data.version,
+            expected_version=_expected_version(if_match, data.version),
         )
         return flag_response(state)
 
