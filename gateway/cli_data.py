@@ -18,8 +18,6 @@ file or routes file, no API key); 3 the API or the gateway could not be reached 
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -27,40 +25,35 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.cli_flags import DEFAULT_URL, EXIT_REJECTED, EXIT_USAGE, AdminAPIError
+from gateway.admin_client import AdminAPIError
+from gateway.cli_common import (
+    DEFAULT_CONFIG,
+    DEFAULT_URL,
+    AsJson,
+    ConfigOpt,
+    command_group,
+    print_error,
+    print_json,
+)
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
+from gateway.exit_codes import EXIT_INTERRUPTED, EXIT_REJECTED, EXIT_USAGE
 
 if TYPE_CHECKING:  # the commands import their modules when run: `gateway --help` stays fast
     from gateway.evaluation.dataset_result import Limits, RouteExpectations, ValidationResult
 
 __all__ = ["dataset_app", "finetune_app"]
 
-EXIT_INTERRUPTED = 130
 _EXITS = (
     "Exit codes: 0 ok (warnings allowed); 1 data errors, job failed or cancelled, or request "
     "rejected; 2 usage; 3 API or gateway unreachable or 5xx; 5 key refused."
 )
 
-dataset_app = typer.Typer(
-    name="dataset",
-    help="Check fine-tuning data before paying for a job. " + _EXITS,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-finetune_app = typer.Typer(
-    name="finetune",
-    help="Create and follow fine-tuning jobs (official openai SDK). " + _EXITS,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+dataset_app = command_group("dataset", "Check fine-tuning data before paying for a job. " + _EXITS)
+finetune_app = command_group(
+    "finetune", "Create and follow fine-tuning jobs (official openai SDK). " + _EXITS
 )
 
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", envvar="GATEWAY_CONFIG", help="The routes file.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 BaseUrl = Annotated[
     str | None,
     typer.Option("--base-url", envvar="OPENAI_BASE_URL", help="The API, up to /v1.", metavar="URL"),
@@ -74,18 +67,15 @@ ApiKey = Annotated[
         show_default=False,
     ),
 ]
-_CONFIG_DEFAULT = Path("config/gateway.yaml")
 
 
 def _fail(message: str, hint: str, code: int, as_json: bool, **extra: object) -> NoReturn:
     """Report an error on stderr (one JSON object with ``--json``) and exit with ``code``."""
     if as_json:
         body = {"error": {"message": message, "hint": hint, "exit_code": code}, **extra}
-        sys.stderr.write(json.dumps(body) + "\n")
+        print_json(body, indent=None, stderr=True)
     else:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
-        err.print(Text(f"error: {message}", style="bold red"))
-        err.print(Text(f"what to do: {hint}"))
+        print_error(message, hint, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -119,7 +109,7 @@ def validate(
     route: Annotated[
         str | None, typer.Option(help="Check labels and system prompt against this route.")
     ] = None,
-    config: ConfigOpt = _CONFIG_DEFAULT,
+    config: ConfigOpt = DEFAULT_CONFIG,
     holdout: Annotated[
         Path | None, typer.Option(help="Held-out JSONL that must not overlap FILE.")
     ] = None,
@@ -137,7 +127,7 @@ def validate(
     if isinstance(result, str):
         _fail(result, "give a readable file", EXIT_USAGE, as_json)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        print_json(result.to_json())
     else:
         print_validation(Console(highlight=False, soft_wrap=True), result)
     raise typer.Exit(0 if result.ok else EXIT_REJECTED)
@@ -154,7 +144,7 @@ def create(
     suffix: Annotated[
         str | None, typer.Option(help="Name part of the model (default: the route).")
     ] = None,
-    config: ConfigOpt = _CONFIG_DEFAULT,
+    config: ConfigOpt = DEFAULT_CONFIG,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -216,7 +206,7 @@ def create(
     except JobAPIError as exc:
         _fail(exc.message, exc.hint, exc.exit_code, as_json)
     if as_json:
-        sys.stdout.write(json.dumps(started.to_json(route)) + "\n")
+        print_json(started.to_json(route), indent=None)
         return
     out = Console(highlight=False, soft_wrap=True)
     out.print(Text(started.job.id))

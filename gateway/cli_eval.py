@@ -11,6 +11,11 @@ Ctrl-C, SIGTERM or a crash resumes when run again: nothing finished is sent twic
 sending and waits for the requests in flight (a second Ctrl-C abandons them). The report goes to
 ``--out`` as ``report.md`` and ``report.json`` and is printed (``--json``: the JSON on stdout).
 
+The parts: :mod:`gateway.cli_eval_inputs` (routes file, examples, resume state),
+:mod:`gateway.cli_eval_run` (sending, Ctrl-C), :mod:`gateway.cli_eval_output` (the report's
+files and terminal output); the evaluation itself is :mod:`gateway.evaluation` (``heldout_*``
+for the run, ``report*`` for the statistics, gates and documents).
+
 Exit codes scripts can rely on:
 
 ====  ======================================================================================
@@ -26,147 +31,26 @@ Exit codes scripts can rely on:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import json
-import signal
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from gateway.cli_flags import EXIT_AUTH, EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
-
-if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
-
-    from gateway.config import GatewayConfig, Route
-    from gateway.evaluation.heldout import Evaluator, Example, Result
-    from gateway.evaluation.report import EvalReport
+from gateway.cli_common import DEFAULT_CONFIG, DEFAULT_URL, ConfigOpt, print_error
+from gateway.exit_codes import EXIT_AUTH, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 
 __all__ = ["EVAL_EPILOG", "EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "eval_command"]
 
-EXIT_GATE_FAILED = 1
-EXIT_INTERRUPTED = 130
+EXIT_GATE_FAILED = EXIT_REJECTED
 
 EVAL_EPILOG = (
     "Exit codes: 0 ok; 1 a gate failed or the gateway refused the run; 2 usage (options, "
     "data or routes file); 3 gateway unreachable; 5 key missing, wrong or not allowed to force "
     "variants (401/403); 130 interrupted (run again to resume)."
 )
-_DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _fail(message: str, hint: str | None, code: int) -> typer.Exit:
-    err = Console(stderr=True, highlight=False)
-    err.print(Text(f"error: {message}", style="bold red"))
-    if hint:
-        err.print(Text(f"what to do: {hint}"))
-    return typer.Exit(code)
-
-
-def _load_route(config_path: Path, route_name: str) -> tuple[GatewayConfig, Route]:
-    from gateway.config import load_config  # noqa: PLC0415 -- keep `gateway --help` fast
-    from gateway.errors import ConfigError  # noqa: PLC0415
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        err = Console(stderr=True, highlight=False)
-        err.print(Text(f"{config_path}: invalid routes file", style="bold red"))
-        for problem in exc.problems:
-            err.print(Text(f"  - {problem}"))
-        raise typer.Exit(EXIT_USAGE) from None
-    route = config.routes.get(route_name)
-    if route is None or route.passthrough:
-        known = ", ".join(name for name, r in config.routes.items() if not r.passthrough)
-        raise _fail(
-            f"{config_path}: no route '{route_name}' with variants",
-            f"routes: {known or 'none'}; set --route, or --config (GATEWAY_CONFIG)",
-            EXIT_USAGE,
-        )
-    return config, route
-
-
-def _progress(enabled: bool) -> Progress:
-    from rich.progress import (  # noqa: PLC0415
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("errors {task.fields[errors]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
-async def _send(
-    evaluator: Evaluator,
-    todo: list[tuple[Example, str]],
-    concurrency: int,
-    record: Callable[[Result], None],
-) -> bool:
-    """Pre-flight, then every pair; SIGINT/SIGTERM stop sending (twice: abandon in-flight)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set() and main is not None:
-            main.cancel()
-        stop.set()
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. not on Windows
-            loop.add_signal_handler(sig, on_signal)
-    try:
-        await evaluator.preflight()
-        return await evaluator.run(todo, concurrency=concurrency, on_result=record, stop=stop)
-    finally:
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-
-
-def _report_table(report: EvalReport) -> Table:
-    from gateway.evaluation.report import summary_rows  # noqa: PLC0415
-
-    c, f = report.candidate, report.fallback
-    table = Table(title=Text(f"held-out evaluation: {report.meta['route']}"))
-    table.add_column("metric")
-    table.add_column(Text(f"candidate {c.variant}\n{c.model}"), justify="right")
-    table.add_column(Text(f"fallback {f.variant}\n{f.model}"), justify="right")
-    table.add_column("candidate − fallback", justify="right")
-    for row in summary_rows(report):
-        table.add_row(*(Text(cell) for cell in row))
-    return table
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def eval_command(
@@ -177,13 +61,11 @@ def eval_command(
             "--data", help="Held-out JSONL in fine-tuning format (gold: last assistant message)."
         ),
     ],
-    config: Annotated[
-        Path, typer.Option("--config", envvar="GATEWAY_CONFIG", help="The routes file.")
-    ] = Path("config/gateway.yaml"),
+    config: ConfigOpt = DEFAULT_CONFIG,
     url: Annotated[
         str,
         typer.Option("--url", envvar="GATEWAY_URL", help="The gateway's base URL (without /v1)."),
-    ] = _DEFAULT_URL,
+    ] = DEFAULT_URL,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -256,55 +138,29 @@ def eval_command(
     latency p50/p95, cost per 1,000 requests and errors, and candidate minus fallback. Resumable:
     run the same command again after an interruption.
     """
-    from gateway.evaluation.heldout import (  # noqa: PLC0415
-        DatasetError,
-        plan_run,
-        read_examples,
-        read_state,
-    )
+    from gateway.cli_eval_inputs import load_examples, load_route, resume, sha256  # noqa: PLC0415
+    from gateway.cli_eval_output import print_failed_gates, write_and_print  # noqa: PLC0415
+    from gateway.cli_eval_run import run_pending  # noqa: PLC0415
+    from gateway.evaluation.report import build_report  # noqa: PLC0415
 
-    gateway_config, route_obj = _load_route(config, route)
-    try:
-        examples = read_examples(data)
-    except DatasetError as exc:
-        err = Console(stderr=True, highlight=False)
-        err.print(Text(f"{data}: invalid held-out file", style="bold red"))
-        for problem in exc.problems[:20]:
-            err.print(Text(f"  - {problem}"))
-        if len(exc.problems) > 20:
-            err.print(Text(f"  ... and {len(exc.problems) - 20} more"))
-        raise typer.Exit(EXIT_USAGE) from None
-    if limit is not None:
-        examples = examples[:limit]
+    gateway_config, route_obj = load_route(config, route)
+    examples = load_examples(data, limit)
     state_path = state or out / f"{data.stem}.{route}.eval-state.jsonl"
-    if fresh:
-        state_path.unlink(missing_ok=True)
-    records, unreadable = read_state(state_path)
-
     variants = (route_obj.candidate, route_obj.fallback)
-    plan = plan_run(examples, variants, records, route=route, retry_errors=retry_errors)
-    err = Console(stderr=True, highlight=False)
-    if plan.done:
-        err.print(
-            Text(
-                f"resuming from {state_path}: {len(plan.done)} of "
-                f"{len(examples) * len(variants)} results done, {len(plan.todo)} to send"
-                + (f" ({plan.stale} stale records ignored)" if plan.stale else "")
-            )
-        )
-    if unreadable:
-        err.print(Text(f"note: {unreadable} unreadable line(s) in {state_path} were skipped"))
+    plan = resume(
+        state_path, examples, variants, route=route, fresh=fresh, retry_errors=retry_errors
+    )
 
     results = dict(plan.done)
     if plan.todo:
         if not api_key:
-            raise _fail(
+            print_error(
                 "no key to call the gateway with",
                 "set --api-key, GATEWAY_EVAL_KEY or GATEWAY_API_KEY to a key allowed to force "
                 "variants (GATEWAY_OVERRIDE_KEYS)",
-                EXIT_AUTH,
             )
-        complete = _run_pending(
+            raise typer.Exit(EXIT_AUTH)
+        complete = run_pending(
             gateway_config,
             route_obj,
             plan.todo,
@@ -318,7 +174,7 @@ def eval_command(
         )
         if not complete:
             left = len(examples) * len(variants) - len(results)
-            err.print(
+            Console(stderr=True, highlight=False).print(
                 Text(
                     f"interrupted: {left} result(s) still to do; {len(results)} kept in "
                     f"{state_path}. Run the same command again to resume.",
@@ -327,14 +183,13 @@ def eval_command(
             )
             raise typer.Exit(EXIT_INTERRUPTED)
 
-    report = _build_report(
-        gateway_config,
+    report = build_report(
         route_obj,
         examples,
         results,
         meta={
             "data": str(data),
-            "data_sha256": _sha256(data),
+            "data_sha256": sha256(data),
             "limit": limit,
             "url": url,
             "config": str(config),
@@ -347,152 +202,5 @@ def eval_command(
         max_regression=max_regression,
         on_lower_bound=gate_on_lower_bound,
     )
-    _write_and_print(report, out, as_json)
-    failed = [gate for gate in report.gates if not gate.passed]
-    for gate in failed:
-        err.print(Text(f"gate {gate.name} failed: {gate.detail}", style="bold red"))
-    raise typer.Exit(EXIT_GATE_FAILED if failed else EXIT_OK)
-
-
-def _run_pending(
-    gateway_config: GatewayConfig,
-    route: Route,
-    todo: list[tuple[Example, str]],
-    results: dict[tuple[int, str], Result],
-    *,
-    url: str,
-    api_key: str,
-    state_path: Path,
-    concurrency: int,
-    timeout: float,
-    show_progress: bool,
-) -> bool:
-    """Send ``todo``, adding each result to ``results`` and the state file; ``False``: stopped.
-
-    Raises:
-        typer.Exit: 3 unreachable, 5 auth, 1 refused, 130 abandoned by a second Ctrl-C.
-    """
-    import openai  # noqa: PLC0415
-
-    from gateway.evaluation.heldout import (  # noqa: PLC0415
-        EvalAbortError,
-        EvalAuthError,
-        Evaluator,
-        GatewayUnreachableError,
-        StateWriter,
-    )
-
-    client = openai.AsyncOpenAI(
-        base_url=url.rstrip("/") + "/v1", api_key=api_key, max_retries=0, timeout=timeout
-    )
-    evaluator = Evaluator(client, route.name, route.variants, gateway_config.prices)
-    with StateWriter(state_path) as writer, _progress(show_progress) as bar:
-        task: TaskID = bar.add_task(f"{route.name}", total=len(todo), errors=0)
-        errors = 0
-
-        def record(result: Result) -> None:
-            nonlocal errors
-            writer.append(result)
-            results[(result.index, result.variant)] = result
-            errors += result.error is not None
-            bar.update(task, advance=1, errors=errors)
-
-        async def main() -> bool:
-            try:
-                return await _send(evaluator, todo, concurrency, record)
-            finally:
-                await client.close()
-
-        try:
-            return asyncio.run(main())
-        except GatewayUnreachableError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_UNREACHABLE) from None
-        except EvalAuthError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_AUTH) from None
-        except EvalAbortError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_REJECTED) from None
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            raise _fail(
-                f"abandoned; finished results are kept in {state_path}",
-                "run the same command again to resume",
-                EXIT_INTERRUPTED,
-            ) from None
-
-
-def _build_report(
-    gateway_config: GatewayConfig,
-    route: Route,
-    examples: list[Example],
-    results: dict[tuple[int, str], Result],
-    *,
-    meta: dict[str, Any],
-    min_accuracy: float | None,
-    max_regression: float | None,
-    on_lower_bound: bool,
-) -> EvalReport:
-    from gateway.evaluation.report import (  # noqa: PLC0415
-        CONFIDENCE,
-        EvalReport,
-        check_gates,
-        compare,
-        summarize_variant,
-    )
-    from gateway.quality.contract import Contract  # noqa: PLC0415
-
-    contract = Contract(route.contract)
-    golds = {example.index: example.gold for example in examples}
-    summaries = []
-    for role, name in (("candidate", route.candidate), ("fallback", route.fallback)):
-        variant = route.variants[name]
-        ordered = [results[(e.index, name)] for e in examples if (e.index, name) in results]
-        summaries.append(summarize_variant(name, role, variant.model, ordered, golds, contract))
-    candidate, fallback = summaries
-    difference = compare(candidate, fallback)
-    gates = check_gates(
-        candidate,
-        fallback,
-        difference,
-        min_accuracy=min_accuracy,
-        max_regression=max_regression,
-        on_lower_bound=on_lower_bound,
-    )
-    full_meta = {
-        "route": route.name,
-        "n_examples": len(examples),
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "variants": {
-            "candidate": {"name": route.candidate, "model": candidate.model},
-            "fallback": {"name": route.fallback, "model": fallback.model},
-        },
-        "contract": route.contract.model_dump() if route.contract else None,
-        "confidence": CONFIDENCE,
-        "accuracy_interval": "wilson-score",
-        "difference_interval": "newcombe-hybrid-score (method 10, independent samples)",
-        "gates": {
-            "min_accuracy": min_accuracy,
-            "max_regression": max_regression,
-            "on_lower_bound": on_lower_bound,
-        },
-        **meta,
-    }
-    return EvalReport(full_meta, candidate, fallback, difference, tuple(gates))
-
-
-def _write_and_print(report: EvalReport, out: Path, as_json: bool) -> None:
-    from gateway.evaluation.report import render_markdown  # noqa: PLC0415
-
-    out.mkdir(parents=True, exist_ok=True)
-    data = report.to_json()
-    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
-    console = Console(highlight=False)
-    console.print(_report_table(report))
-    for gate in report.gates:
-        style = "green" if gate.passed else "bold red"
-        console.print(
-            Text(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.detail}", style=style)
-        )
-    console.print(Text(f"reports: {out / 'report.md'}, {out / 'report.json'}"))
+    write_and_print(report, out, as_json)
+    raise typer.Exit(EXIT_GATE_FAILED if print_failed_gates(report) else EXIT_OK)

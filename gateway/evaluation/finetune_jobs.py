@@ -10,7 +10,7 @@
 * :func:`follow_job` polls a job until it ends, passing new events and each status to
   callbacks (the command line renders them); ``sleep`` is injectable for tests.
 * :func:`api_errors` turns SDK exceptions into :class:`JobAPIError` with the command line's
-  exit codes (``gateway.cli_flags``: 1 rejected, 2 usage, 3 unreachable or 5xx, 5 auth).
+  exit codes (``gateway.exit_codes``: 1 rejected, 2 usage, 3 unreachable or 5xx, 5 auth).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 import openai
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
-from gateway.cli_flags import EXIT_AUTH, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
 from gateway.config import Route
+from gateway.exit_codes import EXIT_AUTH, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
 
 __all__ = [
     "ROUTE_METADATA_KEY",

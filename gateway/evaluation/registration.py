@@ -4,16 +4,15 @@
 the route's candidate at weight 0 with a new rollout id; the audit entry keeps ``source``
 (``fine_tuning_job:<job id>``) as evidence. :func:`register_model` first reads the flag and does
 nothing when the model already is the candidate, so running it twice is harmless.
-Errors are :class:`~gateway.cli_flags.AdminAPIError` with the ``gateway flags`` exit codes.
+Errors are :class:`~gateway.admin_client.AdminAPIError` with the ``gateway flags`` exit codes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-from gateway.cli_flags import AdminClient
+from gateway.admin_client import AdminClient, flag_path
 
 __all__ = ["CandidateClient", "Registration", "register_model", "registration_reason"]
 
@@ -33,7 +32,7 @@ class CandidateClient(AdminClient):
         self, route: str, *, model: str, reason: str, source: str
     ) -> dict[str, Any]:
         """Register ``model`` as ``route``'s candidate (weight 0); the new flag."""
-        path = "/admin/flags/" + quote(route, safe="") + "/candidate"
+        path = flag_path(route) + "/candidate"
         body = {"model": model, "reason": reason, "source": source}
         result: dict[str, Any] = self._call("POST", path, json=body)
         return result

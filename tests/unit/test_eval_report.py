@@ -14,28 +14,16 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ContractConfig
-from gateway.evaluation.heldout import (
-    DatasetError,
-    Example,
-    Result,
-    StateWriter,
-    parse_example,
-    plan_run,
-    read_examples,
-    read_state,
-)
-from gateway.evaluation.report import (
+from gateway.evaluation.heldout_examples import DatasetError, Example, parse_example, read_examples
+from gateway.evaluation.heldout_state import Result, StateWriter, plan_run, read_state
+from gateway.evaluation.report import EvalReport, render_markdown, summary_rows
+from gateway.evaluation.report_gates import check_gates
+from gateway.evaluation.report_metrics import VariantMetrics, compare, summarize_variant
+from gateway.evaluation.report_stats import (
     ConfidenceInterval,
-    EvalReport,
-    VariantMetrics,
-    check_gates,
-    compare,
     cost_per_1k,
     newcombe_interval,
     percentile,
-    render_markdown,
-    summarize_variant,
-    summary_rows,
     wilson_interval,
 )
 from gateway.quality.contract import Contract
