@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from gateway.flag_format import describe_change, format_weight, parse_weight
+from gateway.cli.flag_format import describe_change, format_weight, parse_weight
 
 
 @pytest.mark.parametrize(

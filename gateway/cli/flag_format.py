@@ -4,7 +4,7 @@ Weights are percentages (``25%``, ``0.5%``, ``0.001%`` is the smallest step) or 
 thousandths of a percent (``25000`` is 25%), as DESIGN.md section 2 defines ``weight``.
 
 Everything here takes values and returns values (strings, ``rich`` tables); printing them is
-the commands' business (:mod:`gateway.cli_flags`).
+the commands' business (:mod:`gateway.cli.flags`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.text import Text
 
 from gateway.admin_client import AdminAPIError
-from gateway.cli_common import (
+from gateway.cli.common import (
     DEFAULT_CONFIG,
     DEFAULT_URL,
     AsJson,

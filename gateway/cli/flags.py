@@ -14,7 +14,7 @@ thousandths of a percent (``25000`` is 25%), as DESIGN.md section 2 defines ``we
 racing, the second gets a conflict (exit 4) instead of silently undoing the first one's change.
 
 The parts: :mod:`gateway.admin_client` (the HTTP client and error classification),
-:mod:`gateway.flag_format` (weights, change summaries, tables), :mod:`gateway.cli_flags_options`
+:mod:`gateway.cli.flag_format` (weights, change summaries, tables), :mod:`gateway.cli.flags_options`
 (the options and the error handling every command shares) and the commands here.
 
 Exit codes scripts can rely on:
@@ -38,8 +38,15 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.cli_common import DEFAULT_URL, AsJson, print_json
-from gateway.cli_flags_options import (
+from gateway.cli.common import DEFAULT_URL, AsJson, print_json
+from gateway.cli.flag_format import (
+    TARGETING_LISTS,
+    describe_change,
+    flag_table,
+    history_table,
+    routes_table,
+)
+from gateway.cli.flags_options import (
     EXIT_HELP,
     AdminKey,
     Reason,
@@ -48,13 +55,6 @@ from gateway.cli_flags_options import (
     flags_app,
     session,
     weight_option,
-)
-from gateway.flag_format import (
-    TARGETING_LISTS,
-    describe_change,
-    flag_table,
-    history_table,
-    routes_table,
 )
 
 __all__ = ["flags_app"]

@@ -11,8 +11,8 @@ Ctrl-C, SIGTERM or a crash resumes when run again: nothing finished is sent twic
 sending and waits for the requests in flight (a second Ctrl-C abandons them). The report goes to
 ``--out`` as ``report.md`` and ``report.json`` and is printed (``--json``: the JSON on stdout).
 
-The parts: :mod:`gateway.cli_eval_inputs` (routes file, examples, resume state),
-:mod:`gateway.cli_eval_run` (sending, Ctrl-C), :mod:`gateway.cli_eval_output` (the report's
+The parts: :mod:`gateway.cli.eval_inputs` (routes file, examples, resume state),
+:mod:`gateway.cli.eval_run` (sending, Ctrl-C), :mod:`gateway.cli.eval_output` (the report's
 files and terminal output); the evaluation itself is :mod:`gateway.evaluation` (``heldout_*``
 for the run, ``report*`` for the statistics, gates and documents).
 
@@ -39,7 +39,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.cli_common import DEFAULT_CONFIG, DEFAULT_URL, ConfigOpt, print_error
+from gateway.cli.common import DEFAULT_CONFIG, DEFAULT_URL, ConfigOpt, print_error
 from gateway.exit_codes import EXIT_AUTH, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 
 __all__ = ["EVAL_EPILOG", "EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "eval_command"]
@@ -138,9 +138,9 @@ def eval_command(
     latency p50/p95, cost per 1,000 requests and errors, and candidate minus fallback. Resumable:
     run the same command again after an interruption.
     """
-    from gateway.cli_eval_inputs import load_examples, load_route, resume, sha256  # noqa: PLC0415
-    from gateway.cli_eval_output import print_failed_gates, write_and_print  # noqa: PLC0415
-    from gateway.cli_eval_run import run_pending  # noqa: PLC0415
+    from gateway.cli.eval_inputs import load_examples, load_route, resume, sha256  # noqa: PLC0415
+    from gateway.cli.eval_output import print_failed_gates, write_and_print  # noqa: PLC0415
+    from gateway.cli.eval_run import run_pending  # noqa: PLC0415
     from gateway.evaluation.report import build_report  # noqa: PLC0415
 
     gateway_config, route_obj = load_route(config, route)

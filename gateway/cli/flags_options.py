@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.text import Text
 
 from gateway.admin_client import AdminAPIError, AdminClient
-from gateway.cli_common import command_group, print_error, print_json
+from gateway.cli.common import command_group, print_error, print_json
+from gateway.cli.flag_format import RAW_WEIGHT, flag_table, format_weight, parse_weight
 from gateway.exit_codes import EXIT_CONFLICT
-from gateway.flag_format import RAW_WEIGHT, flag_table, format_weight, parse_weight
 
 __all__ = [
     "EXIT_HELP",

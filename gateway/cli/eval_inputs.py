@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.cli_common import print_error
+from gateway.cli.common import print_error
 from gateway.config import GatewayConfig, Route, load_config
 from gateway.errors import ConfigError
 from gateway.evaluation.heldout_examples import DatasetError, Example, read_examples

@@ -19,9 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.cli_data import dataset_app, finetune_app
-from gateway.cli_eval import EVAL_EPILOG, eval_command
-from gateway.cli_flags import flags_app
+from gateway.cli.data import dataset_app, finetune_app
+from gateway.cli.eval import EVAL_EPILOG, eval_command
+from gateway.cli.flags import flags_app
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 

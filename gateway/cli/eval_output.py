@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli_common import print_json
+from gateway.cli.common import print_json
 from gateway.evaluation.report import EvalReport, render_markdown, summary_rows
 
 __all__ = ["print_failed_gates", "write_and_print"]

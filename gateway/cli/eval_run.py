@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from gateway.cli_common import print_error
+from gateway.cli.common import print_error
 from gateway.config import GatewayConfig, Route
 from gateway.evaluation.heldout_errors import EvalAbortError, EvalAuthError, GatewayUnreachableError
 from gateway.evaluation.heldout_examples import Example
