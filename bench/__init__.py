@@ -1,0 +1,1 @@
+"""The benchmark of DESIGN.md section 7 (``bench/run``, see bench/README.md)."""
