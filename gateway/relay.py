@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -141,7 +141,6 @@ class Reply:
     body: bytes = b""
     media_type: str = _JSON
     stream: AsyncIterator[bytes] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _content(view: Any) -> str | None:
@@ -213,7 +212,7 @@ class ChatRelay:
             inflight = self._metrics.inflight_by_route[route.name]
             inflight.inc()
             if self._log_payloads:
-                rec.extra["messages"] = body.get("messages")
+                rec.prompt = body.get("messages")
             if head.stream:
                 reply = await self._open_stream(route, variant, decision, body, head, rec, ctx)
                 inflight = None  # the stream decrements it when it ends

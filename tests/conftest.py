@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
-from tests.processes import SimulatorProcess, start_simulator
+from tests.processes import SHARED_REDIS, SimulatorProcess, start_simulator
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +24,15 @@ def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
     simulator.reset()
     yield simulator
     simulator.reset()
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """A key namespace of its own on the shared Redis, deleted after the test."""
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(SHARED_REDIS)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -31,6 +31,8 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATE_MODEL = "ft:sim-mini:acme:support-classifier:v1"
 FALLBACK_MODEL = "sim-mini"
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+"""The Redis the machine runs (.ci/run starts one if none answers)."""
 CLIENT_KEY = "sk-test-client"
 EVAL_KEY = "sk-test-eval"
 ADMIN_KEY = "sk-test-admin"

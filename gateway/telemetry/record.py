@@ -6,7 +6,7 @@ total minus the time spent waiting on upstreams (all attempts, failover included
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -43,9 +43,9 @@ class RequestRecord:
     role: str | None = None
     rollout_id: str | None = None
     checks_failed: list[str] | None = None
-    guarded: bool = False
     completion: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    prompt: Any = None
+    """The client's messages, kept only when payload logging is on."""
 
     def add_upstream(self, seconds: float) -> None:
         """Count time spent waiting on the answering upstream (e.g. for a stream's next chunk)."""
@@ -120,9 +120,8 @@ class Telemetry:
             event["client_disconnected"] = True
         if rec.checks_failed is not None:
             event["checks_failed"] = rec.checks_failed
-        if rec.extra:
-            event.update(rec.extra)
-        if self._log_payloads and rec.completion is not None:
+        if self._log_payloads:
+            event["messages"] = rec.prompt
             event["completion"] = rec.completion
         if rec.status >= 500:
             self._log.warning("request.completed", **event)

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import redis
 from tests.e2e.support import AUTH, TICKET, assert_error_envelope, wait_for
 from tests.processes import (
     ADMIN_KEY,
+    SHARED_REDIS,
     GatewayProcess,
     SimulatorProcess,
     free_port,
@@ -44,7 +44,6 @@ pytestmark = pytest.mark.e2e
 ROUTE = "support-triage"
 SUBJECT = "subject-fixed-1"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 OLD, NEW = "rollout", "disabled"
 KILL_SWITCH: dict[str, Any] = {"enabled": False, "reason": "e2e: kill switch"}
 
@@ -86,18 +85,6 @@ def readiness(gw: GatewayProcess) -> dict[str, Any]:
 
 def store_env(url: str, namespace: str = "gateway") -> dict[str, str]:
     return {"GATEWAY_FLAG_STORE": url, "GATEWAY_FLAG_STORE_NAMESPACE": namespace}
-
-
-@pytest.fixture
-def redis_namespace() -> Iterator[str]:
-    """A namespace of its own on the shared Redis, deleted after the test."""
-    namespace = f"e2e-{uuid.uuid4().hex[:12]}"
-    yield namespace
-    client = redis.Redis.from_url(SHARED_REDIS)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 class PrivateRedis:

@@ -15,20 +15,18 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.e2e.support import AUTH, TICKET, metric_value, wait_for
 from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
+    SHARED_REDIS,
     GatewayProcess,
     SimulatorProcess,
     routes_yaml,
@@ -42,7 +40,6 @@ ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 LABELS = {"billing", "technical", "account"}
 GUARD_ENV = {"GATEWAY_GUARD_TICK_S": "0.05"}
 ENFORCE = "guard: {min_samples: 20}"
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 TRIP_TIMEOUT_S = 30.0
 
 
@@ -188,18 +185,6 @@ def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_i
         assert (
             metric_value(gw.metrics(), "gateway_rollbacks_total", route=ROUTE, trigger="guard") == 1
         )
-
-
-@pytest.fixture
-def redis_namespace() -> Iterator[str]:
-    """A namespace of its own on the shared Redis, deleted after the test."""
-    namespace = f"e2e-guard-{uuid.uuid4().hex[:12]}"
-    yield namespace
-    client = redis.Redis.from_url(SHARED_REDIS)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_a_guard_rollback_tripped_by_one_replica_is_served_by_the_other(

@@ -229,3 +229,29 @@ def test_healthz_and_readyz_answer_200_json(gateway: GatewayProcess) -> None:
     assert ready.headers["content-type"].startswith("application/json")
     assert ready.json()["status"] == "ready"
     assert ready.json()["routes"] == 1
+
+
+@pytest.mark.parametrize("payloads", [False, True], ids=["default", "payload-logging-on"])
+def test_prompt_and_completion_text_are_logged_only_when_payload_logging_is_on(
+    sim: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory, payloads: bool
+) -> None:
+    env = {"GATEWAY_LOG_PAYLOADS": "true"} if payloads else {}
+    with start_gateway(tmp_path_factory.mktemp("payloads"), routes_yaml(sim.url), env=env) as gw:
+        for stream in (False, True):
+            body = {"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]}
+            response = chat(gw, {**body, "stream": stream})
+            assert response.status_code == 200
+
+        def both_logged() -> list[dict[str, Any]]:
+            logged = gw.log_events("request.completed")
+            return logged if len(logged) == 2 else []
+
+        events = wait_for(both_logged, "two request.completed events")
+        text = gw.log_path.read_text()
+    if payloads:
+        for event in events:
+            assert event["messages"] == [{"role": "user", "content": TICKET}]
+            assert event["completion"] == "billing"
+    else:
+        assert TICKET not in text
+        assert all("messages" not in e and "completion" not in e for e in events)
