@@ -29,14 +29,17 @@ from gateway.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from gateway.flags.outcomes import open_outcome_store
 from gateway.flags.service import FlagService
 from gateway.flags.store import open_store
 from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
+from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay import ChatRelay
+from gateway.replica import new_replica_id
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
 from gateway.upstream import UpstreamPool
@@ -62,6 +65,8 @@ class Gateway:
     quality: QualityMonitor
     shadow: ShadowRunner
     guard_runner: GuardRunner
+    latch: LatchedFlags
+    replica: str
 
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
@@ -71,11 +76,16 @@ class Gateway:
             "config": str(self.config.path),
             "routes": len(self.config.routes),
             "flag_store": store,
+            "replica": self.replica,
+            "guard": self.guard_runner.status(),
         }
 
     def guard_state(self, route: str) -> dict[str, Any] | None:
         """The route's guard state for ``/admin/routes`` (None without a guard)."""
-        return self.quality.guard.state(route)
+        state = self.quality.guard.state(route)
+        if state is not None:
+            state["latched_here"] = self.latch.latched(route) is not None
+        return state
 
 
 def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Gateway:
@@ -100,6 +110,8 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
     )
     flags = FlagService(config, store, metrics, logger)
     upstreams = UpstreamPool(config.upstreams, settings.upstream)
+    latch = LatchedFlags(flags)
+    replica = new_replica_id(settings.replica_id)
     guard = Guard(config.routes)
     quality = QualityMonitor(
         config,
@@ -110,7 +122,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
     shadow = ShadowRunner(upstreams, quality, metrics, logger)
     relay = ChatRelay(
         config,
-        flags,
+        latch,
         upstreams,
         telemetry,
         quality,
@@ -118,7 +130,16 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         log_payloads=settings.log_payloads,
     )
     guard_runner = GuardRunner(
-        guard, flags, logger, tick_s=settings.guard_tick_s, webhook_url=settings.guard_webhook_url
+        guard,
+        flags,
+        latch,
+        metrics,
+        logger,
+        replica=replica,
+        tick_s=settings.guard_tick_s,
+        flush_s=settings.guard_flush_s,
+        outcomes=open_outcome_store(settings.flag_store, namespace=settings.flag_store_namespace),
+        webhook_url=settings.guard_webhook_url,
     )
     return Gateway(
         settings=settings,
@@ -135,6 +156,8 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         quality=quality,
         shadow=shadow,
         guard_runner=guard_runner,
+        latch=latch,
+        replica=replica,
     )
 
 
@@ -151,6 +174,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             routes=sorted(gw.config.routes),
             transport=settings.upstream.transport,
             flag_store=gw.flags.store_kind,
+            replica=gw.replica,
         )
         await gw.flags.start()
         await gw.guard_runner.start()

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         0.25, gt=0, description="How often each replica checks the store for missed changes."
     )
     guard_tick_s: float = Field(0.1, gt=0, description="How often the guard decides.")
+    guard_flush_s: float = Field(
+        0.05,
+        gt=0,
+        description="How often each replica shares its outcome counts through the flag store "
+        "and reads the route-wide totals the guard decides on.",
+    )
+    replica_id: str | None = Field(
+        None,
+        max_length=128,
+        description="This replica's name in the flag store (default: host name, process id "
+        "and a random suffix).",
+    )
     guard_webhook_url: str | None = Field(
         None, description="POSTed a JSON notice when the guard rolls a route back."
     )

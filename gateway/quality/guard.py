@@ -28,6 +28,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.config import GuardConfig, Route
+from gateway.flags.outcomes import ZERO, OutcomeCounts, RolloutKey
 from gateway.quality.stats import (
     confidence_interval,
     log_mixture_martingale,
@@ -132,15 +133,32 @@ def _log_inv(alpha: float) -> float:
 
 @dataclass(slots=True)
 class _Rollout:
+    """One rollout's evidence on this replica.
+
+    ``own`` is this replica's cumulative count; ``base_total`` the route-wide totals read at
+    the last exchange with the store, which included ``base_own`` (this replica's count as then
+    written). What the guard looks at is ``base_total + own - base_own``: every replica's
+    outcomes up to the last exchange plus this replica's since. With the store down, the
+    exchange stops and the view grows by this replica's own outcomes alone.
+    """
+
     rollout_id: str
-    cand_n: int = 0
-    cand_f: int = 0
-    fb_n: int = 0
-    fb_f: int = 0
+    own: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    base_total: OutcomeCounts = ZERO
+    base_own: OutcomeCounts = ZERO
     shadow: dict[str, int] = field(default_factory=lambda: {"agree": 0, "disagree": 0})
     dirty: bool = False
     tripped: Verdict | None = None
     acted: bool = False
+
+    def view(self) -> OutcomeCounts:
+        own, base, total = self.own, self.base_own, self.base_total
+        return OutcomeCounts(
+            total.cand_n + own[0] - base.cand_n,
+            total.cand_f + own[1] - base.cand_f,
+            total.fb_n + own[2] - base.fb_n,
+            total.fb_f + own[3] - base.fb_f,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +171,12 @@ class Trip:
 
 
 class Guard:
-    """Counts and verdicts for every route that has a guard (``mode`` not ``off``)."""
+    """Counts and verdicts for every route that has a guard (``mode`` not ``off``).
+
+    The request path calls :meth:`observe`; the evidence sync calls :meth:`own_counts` and
+    :meth:`merge_totals` to share counts route-wide (:mod:`gateway.flags.outcomes`); the
+    runner calls :meth:`tick`. All of it runs on the event loop: no locks, no I/O.
+    """
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self._policies: dict[str, GuardConfig] = {
@@ -182,12 +205,13 @@ class Guard:
             current = self._rollouts[route] = _Rollout(rollout_id)
         elif current.rollout_id != rollout_id:
             return  # an outcome of an older (or not yet seen) rollout: not this rollout's
+        own = current.own
         if role == "candidate":
-            current.cand_n += 1
-            current.cand_f += failed
+            own[0] += 1
+            own[1] += failed
         else:
-            current.fb_n += 1
-            current.fb_f += failed
+            own[2] += 1
+            own[3] += failed
         current.dirty = True
 
     def fail_after_the_fact(self, route: str, rollout_id: str, role: Role) -> None:
@@ -195,16 +219,52 @@ class Guard:
         current = self._rollouts.get(route)
         if current is None or current.rollout_id != rollout_id:
             return
+        own = current.own
         if role == "candidate":
-            current.cand_f = min(current.cand_f + 1, current.cand_n)
+            own[1] = min(own[1] + 1, own[0])
         else:
-            current.fb_f = min(current.fb_f + 1, current.fb_n)
+            own[3] = min(own[3] + 1, own[2])
         current.dirty = True
 
     def observe_shadow(self, route: str, rollout_id: str, agreed: bool) -> None:
         current = self._rollouts.get(route)
         if current is not None and current.rollout_id == rollout_id:
             current.shadow["agree" if agreed else "disagree"] += 1
+
+    # -- route-wide evidence -----------------------------------------------------------------
+
+    def own_counts(self) -> dict[RolloutKey, OutcomeCounts]:
+        """This replica's cumulative counts of every current rollout, to publish."""
+        return {
+            (route, current.rollout_id): OutcomeCounts(*current.own)
+            for route, current in self._rollouts.items()
+        }
+
+    def merge_totals(
+        self, sent: dict[RolloutKey, OutcomeCounts], totals: dict[RolloutKey, OutcomeCounts]
+    ) -> None:
+        """Take the route-wide ``totals`` an exchange returned for the ``sent`` own counts.
+
+        Totals never go backwards for the guard: a store that lost other replicas' counts
+        (restarted empty) shows less until they publish again, and until then the guard keeps
+        what it had seen, advanced by this replica's own new outcomes.
+        """
+        for (route, rollout_id), total in totals.items():
+            current = self._rollouts.get(route)
+            if current is None or current.rollout_id != rollout_id:
+                continue  # the rollout changed while the exchange was in flight
+            own = sent.get((route, rollout_id), current.base_own)
+            seen = current.base_total.plus(own.minus(current.base_own))
+            current.base_total = total.at_least(seen)
+            current.base_own = own
+            current.dirty = True
+
+    def counts(self, route: str) -> OutcomeCounts | None:
+        """The route-wide view of the current rollout (``None`` without a guard or outcomes)."""
+        current = self._rollouts.get(route)
+        return None if current is None else current.view()
+
+    # -- decisions -------------------------------------------------------------------------
 
     def tick(self) -> list[Trip]:
         """Evaluate every route with new outcomes; return the rollbacks to perform now.
@@ -218,8 +278,8 @@ class Guard:
                 continue
             current.dirty = False
             policy = self._policies[route]
-            counts = (current.cand_n, current.cand_f, current.fb_n, current.fb_f)
             if current.tripped is None:
+                counts = current.view()
                 rule, _ = decide_rule(policy, *counts)
                 if rule is not None:
                     current.tripped = evaluate(policy, *counts)
@@ -233,23 +293,16 @@ class Guard:
         if current is not None and current.rollout_id == rollout_id:
             current.acted = True
 
-    def retry(self, route: str, rollout_id: str) -> None:
-        """The rollback failed (store down): offer it again at the next tick."""
-        current = self._rollouts.get(route)
-        if current is not None and current.rollout_id == rollout_id:
-            current.dirty = True
-
     def state(self, route: str) -> dict[str, Any] | None:
-        """The guard's state for ``GET /admin/routes``: counts, bounds, verdict and why."""
+        """The guard's state for ``GET /admin/routes``: route-wide counts, bounds, verdict and
+        why."""
         policy = self._policies.get(route)
         if policy is None:
             return None
         current = self._rollouts.get(route)
         if current is None:
             return {"mode": policy.mode, "rollout_id": None, "status": "no outcomes yet"}
-        verdict = current.tripped or evaluate(
-            policy, current.cand_n, current.cand_f, current.fb_n, current.fb_f
-        )
+        verdict = current.tripped or evaluate(policy, *current.view())
         status = "tripped" if current.tripped else "watching"
         return {
             "mode": policy.mode,
@@ -257,4 +310,5 @@ class Guard:
             "status": status,
             "verdict": msgspec.to_builtins(verdict),
             "shadow": dict(current.shadow),
+            "own_outcomes": dict(zip(OutcomeCounts._fields, current.own, strict=True)),
         }

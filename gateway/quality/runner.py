@@ -1,25 +1,42 @@
-"""The guard's clock and hands: every ``GATEWAY_GUARD_TICK_S`` it asks the pure guard for
-verdicts and performs the rollbacks it returns, as a flag write through the flag service (the
-same path as a person's: versioned, audited with the evidence, propagated to every replica),
-then logs a warning and POSTs the optional webhook.
+"""The guard's clock and hands, three tasks per replica:
+
+* **evidence sync** (every ``GATEWAY_GUARD_FLUSH_S``): publish this replica's outcome counts
+  to the flag store and read back the route-wide totals (:mod:`gateway.flags.outcomes`), so
+  every replica's guard decides on the same stream of outcomes;
+* **ticks** (every ``GATEWAY_GUARD_TICK_S``): ask the pure guard for verdicts; a trip latches
+  the route on its fallback on this replica at once (:class:`~gateway.quality.latch.LatchedFlags`)
+  and queues the rollback write; the tick never waits on the store;
+* **rollback writer**: performs each queued rollback as a flag write through the flag service
+  (the same path as a person's: compare-and-set on the version the guard saw, audited with the
+  route-wide evidence and the replica's id, propagated to every replica), retrying with backoff
+  while the store is down, then logs a warning and POSTs the optional webhook.
+
+Many replicas tripping on the same totals write one rollback: the first write wins the
+compare-and-set, the others find the flag rolled back and stand down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import msgspec
 
-from gateway.errors import ConflictError, GatewayError
+from gateway.errors import ConflictError, GatewayError, StoreUnavailableError
+from gateway.flags.outcomes import OutcomeStore
 from gateway.flags.service import FlagService
 from gateway.quality.guard import Guard, Trip, Verdict
+from gateway.quality.latch import LatchedFlags
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
+from gateway.telemetry import Metrics
 
 __all__ = ["GuardRunner", "describe"]
+
+_MAX_BACKOFF_S = 2.0
 
 
 def describe(verdict: Verdict) -> str:
@@ -46,67 +63,216 @@ def describe(verdict: Verdict) -> str:
 
 
 class GuardRunner:
-    """Ticks the guard and acts on its trips."""
+    """Shares the evidence, ticks the guard, latches and writes its rollbacks."""
 
     def __init__(
         self,
         guard: Guard,
         flags: FlagService,
+        latch: LatchedFlags,
+        metrics: Metrics,
         logger: Any,
         *,
+        replica: str,
         tick_s: float,
+        flush_s: float,
+        outcomes: OutcomeStore | None = None,
         webhook_url: str | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._guard = guard
         self._flags = flags
+        self._latch = latch
+        self._metrics = metrics
         self._log = logger
+        self._replica = replica
         self._tick_s = tick_s
+        self._flush_s = flush_s
+        self._outcomes = outcomes
         self._webhook_url = webhook_url
-        self._task: asyncio.Task[None] | None = None
+        self._sleep = sleep
+        self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
+        self._pending: dict[str, Trip] = {}
+        self._wake = asyncio.Event()
+        self._evidence_error: str | None = "no exchange yet" if outcomes is not None else None
+        self._route_gauges: set[tuple[str, str]] = set()
         flags.subscribe(self._on_flag_change)
 
     def _on_flag_change(self, old: FlagState | None, new: FlagState) -> None:
         if old is None or old.rollout_id != new.rollout_id:
             self._guard.start_rollout(new.route, new.rollout_id)
+            if old is not None:
+                self._latch.forget(new.route, old.rollout_id)
+                pending = self._pending.get(new.route)
+                if pending is not None and pending.rollout_id != new.rollout_id:
+                    del self._pending[new.route]  # replaced by a newer rollout: moot
+                    self._metrics.guard_pending_rollbacks.labels(new.route).set(0)
 
     async def start(self) -> None:
         for route, state in self._flags.all().items():
             self._guard.start_rollout(route, state.rollout_id)
         if self._webhook_url:
             self._http = httpx.AsyncClient(timeout=5.0)
-        self._task = asyncio.create_task(self._loop(), name="guard")
+        self._tasks = [asyncio.create_task(self._tick_loop(), name="guard-tick")]
+        self._tasks.append(asyncio.create_task(self._write_loop(), name="guard-rollback"))
+        if self._outcomes is not None:
+            self._tasks.append(asyncio.create_task(self._sync_loop(), name="guard-evidence"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        if self._outcomes is not None:
+            await self._outcomes.aclose()
         if self._http is not None:
             await self._http.aclose()
 
-    async def _loop(self) -> None:
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: whether the evidence is route-wide, and rollbacks not yet written."""
+        return {
+            "evidence": "route_wide" if self._evidence_error is None else "this_replica",
+            "evidence_error": self._evidence_error,
+            "pending_rollbacks": sorted(self._pending),
+        }
+
+    # -- evidence ----------------------------------------------------------------------------
+
+    async def sync_once(self) -> None:
+        """Publish this replica's counts and take the route-wide totals (one exchange).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached (the counts stay local).
+        """
+        assert self._outcomes is not None
+        own = self._guard.own_counts()
+        if not own:
+            return
+        totals = await self._outcomes.exchange(self._replica, own, ())
+        self._guard.merge_totals(own, totals)
+
+    async def _sync_loop(self) -> None:
+        delay = self._flush_s
         while True:
-            await asyncio.sleep(self._tick_s)
+            await self._sleep(delay)
             try:
-                for trip in self._guard.tick():
-                    await self.act(trip)
+                await self.sync_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a bug or a bad webhook URL must not stop the guard
+            except Exception as exc:  # store down, or a bug: keep counting locally, retry
+                message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
+                if self._evidence_error != message:
+                    self._log.warning("guard.evidence_local", reason=message)
+                self._evidence_error = message
+                self._metrics.guard_evidence_up.set(0)
+                delay = min(max(delay * 2, self._flush_s), _MAX_BACKOFF_S)
+                continue
+            if self._evidence_error is not None:
+                self._log.info("guard.evidence_route_wide")
+            self._evidence_error = None
+            self._metrics.guard_evidence_up.set(1)
+            delay = self._flush_s
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def tick(self) -> list[Trip]:
+        """One look: latch and queue every trip; refresh the route-health gauges."""
+        trips = self._guard.tick()
+        for trip in trips:
+            self._guard.acted(trip.route, trip.rollout_id)  # the writer owns it from now on
+            current = self._flags.flag(trip.route)
+            if current is None or current.rollout_id != trip.rollout_id:
+                continue  # a newer rollout replaced the one that tripped: moot
+            if current.status == "rolled_back":
+                continue
+            self._latch.latch(trip.route, trip.rollout_id)
+            self._pending[trip.route] = trip
+            self._metrics.guard_pending_rollbacks.labels(trip.route).set(1)
+            self._log.warning(
+                "guard.tripped",
+                route=trip.route,
+                rollout_id=trip.rollout_id,
+                rule=trip.verdict.rule,
+                replica=self._replica,
+            )
+            self._wake.set()
+        self._update_gauges()
+        return trips
+
+    def _update_gauges(self) -> None:
+        metrics = self._metrics
+        for route in self._flags.all():
+            counts = self._guard.counts(route)
+            if counts is None:
+                continue
+            sides = (
+                ("candidate", counts.cand_n, counts.cand_f),
+                ("fallback", counts.fb_n, counts.fb_f),
+            )
+            for role, n, failed in sides:
+                metrics.guard_outcomes.labels(route, role).set(n)
+                key = (route, role)
+                if n:
+                    metrics.guard_failure_ratio.labels(route, role).set(failed / n)
+                    self._route_gauges.add(key)
+                elif key in self._route_gauges:
+                    metrics.guard_failure_ratio.remove(route, role)
+                    self._route_gauges.discard(key)
+            total = counts.cand_n + counts.fb_n
+            if total:
+                ratio = (counts.cand_f + counts.fb_f) / total
+                metrics.route_failure_ratio.labels(route).set(ratio)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await self._sleep(self._tick_s)
+            try:
+                self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the guard
                 self._log.error("guard.tick_failed", error=type(exc).__name__, detail=str(exc))
 
-    async def act(self, trip: Trip) -> None:
-        """Roll the route back for ``trip`` (once per rollout); retry next tick on failure."""
+    # -- the rollback writer ---------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        delay = self._tick_s
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                delay = self._tick_s
+            for route, trip in list(self._pending.items()):
+                try:
+                    done = await self.act(trip)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug or a bad webhook URL must not stop the writer
+                    self._log.error("guard.act_failed", error=type(exc).__name__, detail=str(exc))
+                    done = False
+                if done and self._pending.get(route) is trip:
+                    del self._pending[route]
+                    self._metrics.guard_pending_rollbacks.labels(route).set(0)
+            if self._pending:
+                await self._sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+
+    async def act(self, trip: Trip) -> bool:
+        """Write the rollback for ``trip``; True once it is written or moot, False to retry."""
         current = self._flags.flag(trip.route)
         if current is None or current.rollout_id != trip.rollout_id:
-            self._guard.acted(trip.route, trip.rollout_id)  # a newer rollout: moot
-            return
+            return True  # a newer rollout: moot
         if current.status == "rolled_back":
-            self._guard.acted(trip.route, trip.rollout_id)
-            return
+            return True
+        counts = self._guard.counts(trip.route)
         evidence = msgspec.to_builtins(trip.verdict)
         evidence["rollout_id"] = trip.rollout_id
+        evidence["replica"] = self._replica
+        evidence["evidence"] = "route_wide" if self._evidence_error is None else "this_replica"
+        if counts is not None:
+            evidence["outcomes_at_write"] = counts._asdict()
         reason = describe(trip.verdict)
         try:
             state = await self._flags.rollback(
@@ -124,22 +290,21 @@ class GuardRunner:
             if isinstance(now, FlagState) and (
                 now.status == "rolled_back" or now.rollout_id != trip.rollout_id
             ):
-                self._guard.acted(trip.route, trip.rollout_id)  # rolled back or replaced first
-            else:  # a concurrent write (a weight change...): the rollout still runs; retry
-                self._log.warning("guard.rollback_conflict", route=trip.route)
-                self._guard.retry(trip.route, trip.rollout_id)
-            return
-        except GatewayError as exc:
-            self._log.error("guard.rollback_failed", route=trip.route, error=exc.message)
-            self._guard.retry(trip.route, trip.rollout_id)
-            return
-        self._guard.acted(trip.route, trip.rollout_id)
+                return True  # rolled back (by another replica) or replaced first
+            self._log.warning("guard.rollback_conflict", route=trip.route)
+            return False  # a concurrent write (a targeting change...): the rollout still runs
+        except StoreUnavailableError as exc:
+            self._log.error(
+                "guard.rollback_failed", route=trip.route, error=exc.message, latched=True
+            )
+            return False
         self._log.warning(
             "guard.rollback",
             route=trip.route,
             rollout_id=trip.rollout_id,
             rule=trip.verdict.rule,
             version=state.version,
+            replica=self._replica,
             evidence=evidence,
         )
         if self._http is not None and self._webhook_url:
@@ -156,3 +321,4 @@ class GuardRunner:
                 response.raise_for_status()
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 self._log.error("guard.webhook_failed", route=trip.route, error=type(exc).__name__)
+        return True

@@ -140,12 +140,53 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.guard_outcomes = Gauge(
+            "gateway_guard_outcomes",
+            "Outcomes of the route's current rollout the guard counts, route-wide (all replicas).",
+            ["route", "role"],
+            registry=r,
+        )
+        self.guard_failure_ratio = Gauge(
+            "gateway_guard_failure_ratio",
+            "Failed share of the current rollout's outcomes, route-wide, per side (absent "
+            "while a side has no outcomes).",
+            ["route", "role"],
+            registry=r,
+        )
+        self.route_failure_ratio = Gauge(
+            "gateway_route_failure_ratio",
+            "Failed share of the current rollout's outcomes, both sides together, route-wide.",
+            ["route"],
+            registry=r,
+        )
+        self.guard_ceiling = Gauge(
+            "gateway_guard_ceiling",
+            "The route's guard ceiling (failure rate), from the routes file.",
+            ["route"],
+            registry=r,
+        )
+        self.guard_pending_rollbacks = Gauge(
+            "gateway_guard_pending_rollbacks",
+            "1 while this replica's guard has rolled the route back locally and the flag "
+            "store write has not landed yet.",
+            ["route"],
+            registry=r,
+        )
+        self.guard_evidence_up = Gauge(
+            "gateway_guard_evidence_up",
+            "1 when the last exchange of outcome counts with the flag store succeeded (the guard "
+            "decides on route-wide totals), 0 while it adds only this replica's outcomes.",
+            registry=r,
+        )
         self.variants: dict[tuple[str, str], VariantMetrics] = {}
         self.inflight_by_route: dict[str, Any] = {}
         for route in config.routes.values():
             self.inflight_by_route[route.name] = self.inflight.labels(route.name)
             if not route.passthrough:
                 self.flag_weight.labels(route.name).set(route.flag.weight)
+            if route.guard is not None and route.guard.mode != "off" and not route.passthrough:
+                self.guard_ceiling.labels(route.name).set(route.guard.ceiling)
+                self.guard_pending_rollbacks.labels(route.name).set(0)
             for variant in route.variants.values():
                 self.variants[(route.name, variant.name)] = self._bind(
                     route.name, variant.name, variant.upstream

@@ -2,16 +2,18 @@
 
 The pure guard counts candidate and fallback outcomes per rollout id and trips on the ceiling
 rule or the regression rule, each only after ``min_samples`` outcomes on the side(s) it needs.
-A trip is latched, offered to the caller until it says it ``acted``, re-offered on ``retry``;
-``mode: observe`` records the verdict without offering it. The runner turns a trip into an
-audited flag write with trigger ``guard`` against a real SQLite flag store, ignores trips of a
-rollout that is no longer the route's, and retries when the store fails or a write races it.
+A trip is latched and offered to the caller until it says it ``acted``; ``mode: observe``
+records the verdict without offering it. Counts are route-wide: each replica's guard looks at the
+totals of the last exchange with the store plus its own outcomes since. The runner latches the
+route on this replica at once and turns a trip into an audited flag write with trigger ``guard``
+against a real SQLite flag store, ignores trips of a rollout that is no longer the route's, and
+retries when the store fails or a write races it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ import yaml
 from gateway.config import FlagConfig, GatewayConfig, GuardConfig, Route, load_config
 from gateway.errors import StoreUnavailableError
 from gateway.flags.changes import AuditEntry, FlagPatch
+from gateway.flags.outcomes import OutcomeCounts, RolloutKey, SQLiteOutcomeStore
 from gateway.flags.service import FlagService
 from gateway.flags.sqlite import SQLiteFlagStore
 from gateway.quality.guard import Guard, Role, Trip, decide_rule, evaluate
+from gateway.quality.latch import LatchedFlags
 from gateway.quality.runner import GuardRunner, describe
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
@@ -243,22 +247,8 @@ def test_acted_for_another_rollout_id_does_not_silence_the_current_one() -> None
     feed(guard, "candidate", 50, 50)
     guard.tick()
     guard.acted(ROUTE, "ro_old")
-    guard.retry(ROUTE, "ro_1")
+    feed(guard, "candidate", 1, 1)
     assert len(guard.tick()) == 1
-
-
-def test_retry_offers_the_same_trip_again_at_the_next_tick() -> None:
-    """The rollback failed (store down): retry() makes the next tick return the trip again."""
-    guard = make_guard()
-    feed(guard, "candidate", 50, 50)
-    [first] = guard.tick()
-    assert guard.tick() == []
-    guard.retry(ROUTE, "ro_1")
-    [again] = guard.tick()
-    assert again == first
-    guard.acted(ROUTE, "ro_1")
-    guard.retry(ROUTE, "ro_1")
-    assert guard.tick() == []
 
 
 def test_observe_mode_never_returns_trips_but_state_shows_the_verdict() -> None:
@@ -267,7 +257,6 @@ def test_observe_mode_never_returns_trips_but_state_shows_the_verdict() -> None:
     feed(guard, "candidate", 50, 50)
     assert guard.tick() == []
     feed(guard, "candidate", 50, 50)
-    guard.retry(ROUTE, "ro_1")
     assert guard.tick() == []
     state = guard.state(ROUTE)
     assert state is not None
@@ -462,13 +451,44 @@ class ScriptedStore(SQLiteFlagStore):
         await super().write(state, expected_version, entry)
 
 
+class ScriptedOutcomes(SQLiteOutcomeStore):
+    """The real SQLite outcome store, which the test can take down."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.down = False
+
+    async def exchange(
+        self,
+        replica: str,
+        own: Mapping[RolloutKey, OutcomeCounts],
+        watch: Iterable[RolloutKey],
+    ) -> dict[RolloutKey, OutcomeCounts]:
+        if self.down:
+            raise StoreUnavailableError("The flag store is unavailable: injected by the test")
+        return await super().exchange(replica, own, watch)
+
+
+class FakeSleep:
+    """An ``asyncio.sleep`` stand-in that only lets the loop run (no wall clock)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.calls.append(delay)
+        await asyncio.sleep(0)
+
+
 @dataclass
 class Replica:
-    """One gateway replica's flag service, guard and runner, on the shared SQLite file."""
+    """One gateway replica's flag service, guard, latch and runner, on the shared SQLite file."""
 
     flags: FlagService
     store: ScriptedStore
+    outcomes: ScriptedOutcomes
     guard: Guard
+    latch: LatchedFlags
     runner: GuardRunner
     metrics: Metrics
     log: RecordingLogger
@@ -489,15 +509,29 @@ async def replicas(tmp_path: Path, gateway_config: GatewayConfig) -> AsyncIterat
     """Start replicas on one SQLite file (``poll_interval_s`` per replica); stop them after."""
     started: list[Replica] = []
 
-    async def start(poll_interval_s: float = 60.0) -> Replica:
-        store = ScriptedStore(str(tmp_path / "flags.db"), poll_interval_s=poll_interval_s)
+    async def start(poll_interval_s: float = 60.0, sleep: Any = None) -> Replica:
+        path = str(tmp_path / "flags.db")
+        store = ScriptedStore(path, poll_interval_s=poll_interval_s)
+        outcomes = ScriptedOutcomes(path)
         log = RecordingLogger()
         metrics = Metrics(gateway_config)
         flags = FlagService(gateway_config, store, metrics, log)
         guard = Guard(gateway_config.routes)
-        runner = GuardRunner(guard, flags, log, tick_s=0.01)  # subscribes before the first load
+        latch = LatchedFlags(flags)
+        runner = GuardRunner(  # subscribes before the first load
+            guard,
+            flags,
+            latch,
+            metrics,
+            log,
+            replica=f"replica-{len(started)}",
+            tick_s=0.01,
+            flush_s=0.01,
+            outcomes=outcomes,
+            sleep=sleep or asyncio.sleep,
+        )
         await flags.start()
-        replica = Replica(flags, store, guard, runner, metrics, log)
+        replica = Replica(flags, store, outcomes, guard, latch, runner, metrics, log)
         started.append(replica)
         return replica
 
@@ -522,6 +556,22 @@ def flag_of(replica: Replica) -> FlagState:
     return state
 
 
+def served(replica: Replica) -> FlagState:
+    """The flag as this replica's request path sees it (the latch over the snapshot)."""
+    state = replica.latch.flag(ROUTE)
+    assert state is not None
+    return state
+
+
+async def wait_until(condition: Callable[[], bool], what: str, steps: int = 2_000) -> None:
+    """Let the event loop run until ``condition`` holds (bounded; no fixed sleeps)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 async def test_runner_rolls_back_with_trigger_guard_and_the_evidence_in_the_audit(
     replicas: ReplicaFactory,
 ) -> None:
@@ -530,7 +580,7 @@ async def test_runner_rolls_back_with_trigger_guard_and_the_evidence_in_the_audi
     a = await replicas()
     trip = trip_now(a)
     assert trip.rollout_id == "initial"
-    await a.runner.act(trip)
+    assert await a.runner.act(trip) is True
 
     assert (flag_of(a).status, flag_of(a).version) == ("rolled_back", 1)
     stored = await a.flags.current(ROUTE)
@@ -542,14 +592,20 @@ async def test_runner_rolls_back_with_trigger_guard_and_the_evidence_in_the_audi
     assert entry.evidence["rollout_id"] == "initial"
     assert entry.evidence["rule"] == "ceiling"
     assert (entry.evidence["candidate"]["n"], entry.evidence["candidate"]["failures"]) == (50, 30)
-    assert entry.evidence == {**msgspec.to_builtins(trip.verdict), "rollout_id": "initial"}
+    assert entry.evidence["replica"] == "replica-0"
+    assert entry.evidence["outcomes_at_write"] == {"cand_n": 50, "cand_f": 30, "fb_n": 0, "fb_f": 0}
+    assert {k: entry.evidence[k] for k in msgspec.to_builtins(trip.verdict)} == (
+        msgspec.to_builtins(trip.verdict)
+    )
     samples = {"route": ROUTE, "trigger": "guard"}
     assert a.metrics.registry.get_sample_value("gateway_rollbacks_total", samples) == 1.0
     [(level, _, fields)] = a.log.named("guard.rollback")
     assert level == "warning"
     assert (fields["rule"], fields["version"]) == ("ceiling", 1)
     feed(a.guard, "candidate", 50, 50, rollout="initial")
-    assert a.guard.tick() == []  # acted: the trip is not offered again
+    a.runner.tick()  # the trip again, but the flag is rolled back: nothing to latch or write
+    assert a.runner.status()["pending_rollbacks"] == []
+    assert a.latch.latched(ROUTE) is None
 
 
 async def test_runner_does_nothing_for_a_trip_of_a_rollout_that_was_replaced(
@@ -592,8 +648,6 @@ async def test_runner_leaves_a_rollout_released_by_another_replica_alone(
     assert (stored.status, stored.rollout_id, stored.version) == ("active", released.rollout_id, 2)
     assert [e.trigger for e in await a.flags.history(ROUTE, 10)] == ["manual", "manual"]
     assert a.guard.tick() == []
-    a.guard.retry(ROUTE, "initial")
-    assert a.guard.tick() == []  # acted: nothing left to do for the old rollout
 
 
 async def test_runner_does_not_roll_back_twice_when_another_replica_did_first(
@@ -604,26 +658,22 @@ async def test_runner_does_not_roll_back_twice_when_another_replica_did_first(
     b = await replicas()
     trip = trip_now(a)
     await b.flags.rollback(ROUTE, actor="ops", reason="manual rollback")
-    await a.runner.act(trip)
+    assert await a.runner.act(trip) is True  # nothing left to do
     assert [e.actor for e in await a.flags.history(ROUTE, 10)] == ["ops"]
-    a.guard.retry(ROUTE, "initial")
-    assert a.guard.tick() == []
 
 
 async def test_runner_retries_when_the_store_is_unavailable(replicas: ReplicaFactory) -> None:
-    """The write fails with StoreUnavailableError: logged, nothing written, the trip comes back
-    at the next tick, and the rollback happens once the store answers."""
+    """The write fails with StoreUnavailableError: logged, nothing written, act() asks to be
+    retried, and the rollback happens once the store answers."""
     a = await replicas()
     trip = trip_now(a)
     a.store.fail_writes = True
-    await a.runner.act(trip)
+    assert await a.runner.act(trip) is False
 
     assert flag_of(a).status == "active"
     assert [fields["route"] for _, _, fields in a.log.named("guard.rollback_failed")] == [ROUTE]
-    [again] = a.guard.tick()
-    assert again == trip
     a.store.fail_writes = False
-    await a.runner.act(again)
+    assert await a.runner.act(trip) is True
     assert flag_of(a).status == "rolled_back"
     assert [e.trigger for e in await a.flags.history(ROUTE, 10)] == ["guard"]
 
@@ -632,7 +682,8 @@ async def test_runner_retries_when_a_concurrent_write_wins_the_race(
     replicas: ReplicaFactory,
 ) -> None:
     """A person's weight change lands between the runner's read and its compare-and-set: the
-    rollout is still active, so the trip is retried (not dropped) and the rollback happens."""
+    rollout is still active, so act() asks to be retried (not dropped) and the rollback
+    happens."""
     a = await replicas(poll_interval_s=0.02)
     b = await replicas()
     trip = trip_now(a)
@@ -643,17 +694,13 @@ async def test_runner_retries_when_a_concurrent_write_wins_the_race(
         )
 
     a.store.before_write = ramp_down
-    await a.runner.act(trip)
+    assert await a.runner.act(trip) is False
     stored = await a.flags.current(ROUTE)
     assert (stored.status, stored.weight, stored.version) == ("active", 10_000, 1)
     assert a.log.named("guard.rollback_conflict")
-    [again] = a.guard.tick()  # offered again, not dropped
 
-    for _ in range(200):  # A's snapshot catches up with B's write (polled every 20 ms)
-        if flag_of(a).version == 1:
-            break
-        await asyncio.sleep(0.01)
-    await a.runner.act(again)
+    await wait_until(lambda: flag_of(a).version == 1, "A's snapshot to catch up with B's write")
+    assert await a.runner.act(trip) is True
     stored = await a.flags.current(ROUTE)
     assert (stored.status, stored.weight, stored.version) == ("rolled_back", 10_000, 2)
     assert [e.trigger for e in await a.flags.history(ROUTE, 10)] == ["guard", "manual"]
@@ -664,12 +711,152 @@ async def test_runner_loop_rolls_back_on_its_own_ticks(replicas: ReplicaFactory)
     a = await replicas()
     await a.runner.start()
     feed(a.guard, "candidate", 60, 60, rollout="initial")
-    for _ in range(300):
-        if flag_of(a).status == "rolled_back":
-            break
-        await asyncio.sleep(0.01)
-    assert flag_of(a).status == "rolled_back"
+    await wait_until(lambda: flag_of(a).status == "rolled_back", "the guard's rollback")
     [entry] = await a.flags.history(ROUTE, 10)
     assert entry.trigger == "guard"
     assert isinstance(entry.evidence, dict)
     assert entry.evidence["rule"] == "ceiling"
+
+
+# -- route-wide evidence -----------------------------------------------------------------------
+
+
+def test_the_guard_looks_at_the_last_totals_plus_its_own_outcomes_since() -> None:
+    """View = route-wide totals of the last exchange + this replica's outcomes after it."""
+    guard = make_guard()
+    feed(guard, "candidate", 10, 2)
+    sent = guard.own_counts()
+    assert sent == {(ROUTE, "ro_1"): OutcomeCounts(10, 2, 0, 0)}
+    guard.merge_totals(sent, {(ROUTE, "ro_1"): OutcomeCounts(40, 20, 30, 1)})
+    feed(guard, "candidate", 5, 5)
+    feed(guard, "fallback", 1, 0)
+    assert guard.counts(ROUTE) == OutcomeCounts(45, 25, 31, 1)
+
+
+def test_route_wide_totals_trip_a_guard_whose_own_share_is_below_min_samples() -> None:
+    """20 own candidate outcomes cannot trip (min_samples 50); with 60 route-wide, 40 of them
+    failed, the same guard trips, and the verdict shows the route-wide counts."""
+    guard = make_guard()
+    feed(guard, "candidate", 20, 14)
+    assert guard.tick() == []
+    sent = guard.own_counts()
+    guard.merge_totals(sent, {(ROUTE, "ro_1"): OutcomeCounts(60, 40, 0, 0)})
+    [trip] = guard.tick()
+    assert (trip.verdict.candidate.n, trip.verdict.candidate.failures) == (60, 40)
+
+
+def test_totals_never_go_backwards_when_the_store_lost_other_replicas_counts() -> None:
+    """The store restarted empty: the exchange returns only this replica's own counts; the
+    guard keeps the totals it had seen, advanced by its own new outcomes."""
+    guard = make_guard()
+    feed(guard, "candidate", 10, 1)
+    first = guard.own_counts()
+    guard.merge_totals(first, {(ROUTE, "ro_1"): OutcomeCounts(100, 10, 80, 4)})
+    feed(guard, "candidate", 5, 0)
+    second = guard.own_counts()
+    guard.merge_totals(second, {(ROUTE, "ro_1"): second[(ROUTE, "ro_1")]})
+    assert guard.counts(ROUTE) == OutcomeCounts(105, 10, 80, 4)
+
+
+def test_totals_of_a_replaced_rollout_are_ignored() -> None:
+    """An exchange that was in flight while a release started a new rollout changes nothing."""
+    guard = make_guard()
+    feed(guard, "candidate", 3, 0)
+    sent = guard.own_counts()
+    guard.start_rollout(ROUTE, "ro_2")
+    guard.merge_totals(sent, {(ROUTE, "ro_1"): OutcomeCounts(500, 400, 0, 0)})
+    assert guard.counts(ROUTE) == OutcomeCounts()
+    assert guard.tick() == []
+
+
+async def test_two_replicas_decide_on_their_outcomes_together(replicas: ReplicaFactory) -> None:
+    """A and B each saw 30 candidate outcomes (20 failed): neither alone has min_samples, but
+    after one exchange each through the shared store both see 60 and both trip."""
+    a = await replicas()
+    b = await replicas()
+    for replica in (a, b):
+        feed(replica.guard, "candidate", 30, 20, rollout="initial")
+        assert replica.guard.tick() == []
+    await a.runner.sync_once()
+    await b.runner.sync_once()
+    await a.runner.sync_once()
+    for replica in (a, b):
+        assert replica.guard.counts(ROUTE) == OutcomeCounts(60, 40, 0, 0)
+        [trip] = replica.guard.tick()
+        assert trip.verdict.candidate.n == 60
+
+
+async def test_many_replicas_tripping_at_once_write_one_rollback(replicas: ReplicaFactory) -> None:
+    """Three replicas trip on the same totals: one guard rollback lands, one audit entry,
+    carrying the replica that wrote it; the others stand down."""
+    group = [await replicas() for _ in range(3)]
+    trips = [trip_now(replica) for replica in group]
+    results = await asyncio.gather(*(r.runner.act(t) for r, t in zip(group, trips, strict=True)))
+    assert results == [True, True, True]
+    history = await group[0].flags.history(ROUTE, 10)
+    assert [(e.action, e.trigger) for e in history] == [("rollback", "guard")]
+    assert history[0].evidence is not None
+    assert history[0].evidence["replica"] in {"replica-0", "replica-1", "replica-2"}
+
+
+async def test_a_tripped_replica_serves_the_fallback_while_the_store_is_down(
+    replicas: ReplicaFactory,
+) -> None:
+    """Store down: the trip latches the route on this replica at once (the next request sees
+    rolled_back), /readyz and the metric say a rollback is pending, and once the store is
+    back the writer lands the rollback exactly once and the pending flag clears."""
+    a = await replicas()
+    a.store.fail_writes = True
+    a.outcomes.down = True
+    await a.runner.start()
+    assert served(a).status == "active"
+    feed(a.guard, "candidate", 50, 30, rollout="initial")
+    await wait_until(lambda: served(a).status == "rolled_back", "the local latch")
+    assert flag_of(a).status == "active"  # the snapshot: the write has not landed
+    assert a.runner.status()["pending_rollbacks"] == [ROUTE]
+    pending = {"route": ROUTE}
+    assert a.metrics.registry.get_sample_value("gateway_guard_pending_rollbacks", pending) == 1
+    await wait_until(lambda: bool(a.log.named("guard.rollback_failed")), "a failed write")
+    await wait_until(lambda: a.runner.status()["evidence"] == "this_replica", "local evidence")
+    assert a.metrics.registry.get_sample_value("gateway_guard_evidence_up") == 0
+
+    a.store.fail_writes = False
+    a.outcomes.down = False
+    await wait_until(lambda: flag_of(a).status == "rolled_back", "the rollback to land")
+    await wait_until(lambda: not a.runner.status()["pending_rollbacks"], "pending to clear")
+    assert a.metrics.registry.get_sample_value("gateway_guard_pending_rollbacks", pending) == 0
+    history = await a.flags.history(ROUTE, 10)
+    assert [(e.action, e.trigger) for e in history] == [("rollback", "guard")]
+    await wait_until(lambda: a.runner.status()["evidence"] == "route_wide", "shared evidence")
+
+
+async def test_a_release_ends_the_local_latch(replicas: ReplicaFactory) -> None:
+    """The latch holds for the condemned rollout id only: after the rollback lands and a
+    person releases (new rollout id), the request path follows the flag again."""
+    a = await replicas()
+    feed(a.guard, "candidate", 50, 30, rollout="initial")
+    a.store.fail_writes = True
+    [trip] = a.runner.tick()
+    assert served(a).status == "rolled_back"
+    a.store.fail_writes = False
+    assert await a.runner.act(trip) is True
+    released = await a.flags.release(ROUTE, actor="ops", reason="fixed")
+    assert a.latch.latched(ROUTE) is None
+    assert (served(a).status, served(a).rollout_id) == ("active", released.rollout_id)
+
+
+async def test_route_health_gauges_show_both_sides_failure_ratios(
+    replicas: ReplicaFactory,
+) -> None:
+    """Both sides failing 15%: no trip (below the ceiling), but the gauges show each side's
+    ratio, the route's overall ratio and the ceiling, for the both-variants-bad alert."""
+    a = await replicas()
+    feed(a.guard, "candidate", 100, 15, rollout="initial")
+    feed(a.guard, "fallback", 100, 15, rollout="initial")
+    assert a.runner.tick() == []
+    sample = a.metrics.registry.get_sample_value
+    for role in ("candidate", "fallback"):
+        assert sample("gateway_guard_failure_ratio", {"route": ROUTE, "role": role}) == 0.15
+        assert sample("gateway_guard_outcomes", {"route": ROUTE, "role": role}) == 100
+    assert sample("gateway_route_failure_ratio", {"route": ROUTE}) == 0.15
+    assert sample("gateway_guard_ceiling", {"route": ROUTE}) == 0.2
