@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from gateway.config import GuardConfig
 from gateway.quality.guard import decide_rule
+from gateway.quality.late_break import split_alpha
 
 __all__ = [
     "SCENARIOS",
@@ -185,10 +186,11 @@ def _looks_that_may_trip(
     ceiling_idx = rest[over_ceiling[rest]]
     s, n = cand_f[ceiling_idx], cand_n[ceiling_idx]
     log_m = _log_marginal(lg, s, n) - _log_likelihood(s, n, policy.ceiling)
-    ceiling_idx = ceiling_idx[log_m >= math.log(1 / policy.alpha) - _SLACK]
+    alpha_main = split_alpha(policy.alpha)[0]
+    ceiling_idx = ceiling_idx[log_m >= math.log(1 / alpha_main) - _SLACK]
 
     regression_idx = rest[over_margin[rest]]
-    half = policy.alpha / 2
+    half = alpha_main / 2
     lower = _bound(lg, cand_f[regression_idx], cand_n[regression_idx], half, 0.0)
     regression_idx = regression_idx[lower - fb_rate[regression_idx] > policy.margin - _SLACK]
     upper = _bound(lg, fb_f[regression_idx], fb_n[regression_idx], half, 1.0)

@@ -94,9 +94,9 @@ def test_a_candidate_worse_by_less_than_the_margin_rarely_trips() -> None:
 
 
 def test_the_a_a_requirement_fails_for_a_guard_set_to_trip_on_noise() -> None:
-    """The check has teeth: with the ceiling at the true 5% rate and alpha 0.5, the same A/A
-    scenario rolls back in well over 1% of runs."""
-    sloppy = GuardConfig(ceiling=0.05, alpha=0.5, min_samples=10)
+    """The check has teeth: with the ceiling at the true 5% rate and alpha 0.9 (0.45 for the
+    whole-rollout rules), the same A/A scenario rolls back in well over 1% of runs."""
+    sloppy = GuardConfig(ceiling=0.05, alpha=0.9, min_samples=10)
     scenario = BY_NAME["A/A, 50% share"]
     results = simulate_scenario(scenario, 100, sloppy)
     assert scenario.measured(results) > 0.03
