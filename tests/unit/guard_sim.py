@@ -61,6 +61,7 @@ __all__ = [
     "Scenario",
     "Timing",
     "draw_stream",
+    "main_trip",
     "recent_trip_counts",
     "replica_snapshots",
     "simulate_route_run",
@@ -316,7 +317,7 @@ def recent_trip_counts(
     return int(counts[hit].min())
 
 
-def _main_trip(
+def main_trip(
     policy: GuardConfig, cand_n: IntArray, cand_f: IntArray, fb_n: IntArray, fb_f: IntArray
 ) -> tuple[str | None, int | None]:
     """The first request index where a whole-rollout rule fires (prefilter, then the real rule)."""
@@ -364,7 +365,7 @@ def simulate_run(
     cand_f = np.cumsum(failed & to_candidate, dtype=np.int64)
     fb_n = np.arange(1, requests + 1, dtype=np.int64) - cand_n
     fb_f = np.cumsum(failed & ~to_candidate, dtype=np.int64)
-    rule, index = _main_trip(policy, cand_n, cand_f, fb_n, fb_f)
+    rule, index = main_trip(policy, cand_n, cand_f, fb_n, fb_f)
     recent = recent_trip_counts(failed[to_candidate], policy)
     if recent:
         recent_index = int(np.flatnonzero(to_candidate)[recent - 1])
