@@ -52,11 +52,13 @@ Design (pure; counts in, verdict out):
 
 Parameters (``EVERY = 25``, ``SPAN = 200``, odds ratios 2, 4, 8, ``RECENT_SHARE = 0.5``) were
 chosen by simulation (bench/results/guard_simulation.md): with the default policy (ceiling
-0.20, alpha 0.05) a break from 3% to 50% failures after 1,000 healthy outcomes is caught
-within about 60 outcomes of the break at the median and about 110 at the 95th percentile,
-wherever the break falls between checkpoints. A break to a rate just above the ceiling (35%)
-takes several hundred outcomes; the whole-rollout rules remain the guard for slow drifts and
-regressions against the fallback (this detector has no regression rule).
+0.20, alpha 0.05) a break from 2-5% to 50% failures after 1,000 healthy outcomes is caught
+within about 50 candidate outcomes of the break at the median and 100 at the 95th percentile
+when the guard looks after every outcome (the whole-rollout rules alone: about 240 and 300),
+at any offset of the break from a checkpoint (tests/unit/test_late_break.py). A break to a
+rate just above the ceiling (35%) takes several hundred outcomes; the whole-rollout rules
+remain the guard for slow drifts and for regressions against the fallback (this detector has
+no regression rule).
 
 Negative feedback that turns an already counted success into a failure after a window started
 is counted in that window (the counts cannot tell which outcome it was about); this can only
