@@ -7,13 +7,22 @@ failover, the candidate's failure still counts against the candidate), it took l
 route's ``latency_slo_s``, or feedback later called it wrong.
 
 Rules, checked with time-uniform confidence sequences (:mod:`gateway.quality.stats`), so the
-guard may look after every outcome without inflating its error rate:
+guard may look after every outcome without inflating its error rate. The route's ``alpha`` is
+split (:func:`gateway.quality.late_break.split_alpha`): ``alpha_main`` for the two
+whole-rollout rules, ``alpha_recent`` for the late-break windows, so a healthy candidate is
+rolled back with probability at most ``alpha`` in all:
 
 * **ceiling**: after ``min_samples`` candidate outcomes, the candidate's failure rate is above
-  ``ceiling`` with confidence ``1 - alpha`` (its interval's lower bound is above the ceiling);
+  ``ceiling`` with confidence ``1 - alpha_main`` (its interval's lower bound is above the
+  ceiling);
 * **regression**: after ``min_samples`` outcomes on each side, the candidate's rate minus the
-  fallback's is above ``margin`` with confidence ``1 - alpha`` (lower bound of the candidate's
-  ``1 - alpha/2`` interval minus the upper bound of the fallback's, a union bound).
+  fallback's is above ``margin`` with confidence ``1 - alpha_main`` (lower bound of the
+  candidate's ``1 - alpha_main/2`` interval minus the upper bound of the fallback's, a union
+  bound);
+* **recent**: after ``min_samples`` candidate outcomes, the failure rate of a window of recent
+  candidate outcomes is above ``ceiling`` with confidence (windows restarted every few dozen
+  outcomes, each with its share of ``alpha_recent``: :mod:`gateway.quality.late_break`), so a
+  candidate that breaks after a long healthy run is caught quickly.
 
 A verdict is latched: once a rollout trips, the guard reports it until a release starts a new
 rollout id with clean counters. ``mode: observe`` records verdicts without acting.
@@ -29,6 +38,7 @@ import msgspec
 
 from gateway.config import GuardConfig, Route
 from gateway.flags.outcomes import ZERO, OutcomeCounts, RolloutKey
+from gateway.quality.late_break import RecentEvidence, RecentWindow, describe_recent, split_alpha
 from gateway.quality.stats import (
     confidence_interval,
     log_mixture_martingale,
@@ -36,13 +46,14 @@ from gateway.quality.stats import (
     upper_bound,
 )
 
-__all__ = ["Guard", "SideStats", "Trip", "Verdict", "decide_rule", "evaluate"]
+__all__ = ["Guard", "Rule", "SideStats", "Trip", "Verdict", "decide_rule", "evaluate"]
 
 Role = Literal["candidate", "fallback"]
+Rule = Literal["ceiling", "regression", "recent"]
 
 
 class SideStats(msgspec.Struct):
-    """One side's counts and its confidence interval for the failure rate."""
+    """One side's counts and its confidence interval (at ``alpha_main``) for the failure rate."""
 
     n: int
     failures: int
@@ -52,9 +63,16 @@ class SideStats(msgspec.Struct):
 
 
 class Verdict(msgspec.Struct):
-    """What the guard concluded from the counts, with the evidence."""
+    """What the guard concluded from the counts, with the evidence.
 
-    rule: Literal["ceiling", "regression"] | None
+    ``alpha`` is the whole-rollout rules' share (``alpha_main``): the candidate's and the
+    fallback's bounds are at ``alpha``, the regression rule's at ``alpha / 2`` each.
+    ``alpha_route`` is the route's configured alpha (``alpha_main + alpha_recent``).
+    ``recent`` is the late-break window's evidence: the window that tripped when ``rule`` is
+    ``"recent"``, else the window closest to tripping if the caller passed one.
+    """
+
+    rule: Rule | None
     why: str
     candidate: SideStats
     fallback: SideStats
@@ -63,6 +81,8 @@ class Verdict(msgspec.Struct):
     margin: float
     alpha: float
     min_samples: int
+    alpha_route: float
+    recent: RecentEvidence | None = None
 
 
 def _side(failures: int, n: int, alpha: float) -> SideStats:
@@ -79,13 +99,16 @@ def _side(failures: int, n: int, alpha: float) -> SideStats:
 def decide_rule(
     policy: GuardConfig, cand_n: int, cand_f: int, fb_n: int, fb_f: int
 ) -> tuple[Literal["ceiling", "regression"] | None, str]:
-    """Apply the two rules to one rollout's counts (pure); return the rule that fired and why.
+    """Apply the two whole-rollout rules to one rollout's counts (pure), at ``alpha_main``;
+    return the rule that fired and why. (The ``recent`` rule needs the history of looks: it
+    is :class:`gateway.quality.late_break.RecentWindow`.)
 
     Cheap tests come first: no bound is computed unless the point estimates could trip a
     rule, and the fallback's bound only when the candidate's leaves room, so a healthy rollout
     costs a few comparisons per look.
     """
-    alpha, ceiling, margin, need = policy.alpha, policy.ceiling, policy.margin, policy.min_samples
+    ceiling, margin, need = policy.ceiling, policy.margin, policy.min_samples
+    alpha = split_alpha(policy.alpha)[0]
     if cand_n < need:
         return None, f"candidate has {cand_n} outcomes; needs {need} before any verdict"
     cand_rate = cand_f / cand_n
@@ -107,10 +130,25 @@ def decide_rule(
     return None, "candidate may be worse than the fallback; not yet with confidence"
 
 
-def evaluate(policy: GuardConfig, cand_n: int, cand_f: int, fb_n: int, fb_f: int) -> Verdict:
-    """:func:`decide_rule` plus the evidence: counts, rates and bounds of both sides."""
+def evaluate(
+    policy: GuardConfig,
+    cand_n: int,
+    cand_f: int,
+    fb_n: int,
+    fb_f: int,
+    recent: RecentEvidence | None = None,
+) -> Verdict:
+    """:func:`decide_rule` plus the evidence: counts, rates and bounds of both sides.
+
+    ``recent``: the late-break detector's evidence (``RecentWindow.fired`` or
+    ``RecentWindow.evidence()``); when no whole-rollout rule fires and ``recent.tripped``, the
+    verdict's rule is ``"recent"``. A whole-rollout rule that fires takes precedence.
+    """
+    rule: Rule | None
     rule, why = decide_rule(policy, cand_n, cand_f, fb_n, fb_f)
-    alpha = policy.alpha
+    if rule is None and recent is not None and recent.tripped:
+        rule, why = "recent", describe_recent(recent)
+    alpha = split_alpha(policy.alpha)[0]
     diff = None
     if cand_n and fb_n:
         diff = round(lower_bound(cand_f, cand_n, alpha / 2) - upper_bound(fb_f, fb_n, alpha / 2), 6)
@@ -124,6 +162,8 @@ def evaluate(policy: GuardConfig, cand_n: int, cand_f: int, fb_n: int, fb_f: int
         margin=policy.margin,
         alpha=alpha,
         min_samples=policy.min_samples,
+        alpha_route=policy.alpha,
+        recent=recent,
     )
 
 
@@ -143,6 +183,7 @@ class _Rollout:
     """
 
     rollout_id: str
+    recent: RecentWindow
     own: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     base_total: OutcomeCounts = ZERO
     base_own: OutcomeCounts = ZERO
@@ -189,12 +230,15 @@ class Guard:
     def watches(self, route: str) -> bool:
         return route in self._policies
 
+    def _new_rollout(self, route: str, rollout_id: str) -> _Rollout:
+        return _Rollout(rollout_id, RecentWindow(self._policies[route]))
+
     def start_rollout(self, route: str, rollout_id: str) -> None:
         """Begin clean counters for ``rollout_id`` (called when a release changes it)."""
         if route in self._policies:
             current = self._rollouts.get(route)
             if current is None or current.rollout_id != rollout_id:
-                self._rollouts[route] = _Rollout(rollout_id)
+                self._rollouts[route] = self._new_rollout(route, rollout_id)
 
     def observe(self, route: str, rollout_id: str, role: Role, failed: bool) -> None:
         """Count one outcome of ``role`` in the route's current rollout."""
@@ -202,7 +246,7 @@ class Guard:
             return
         current = self._rollouts.get(route)
         if current is None:
-            current = self._rollouts[route] = _Rollout(rollout_id)
+            current = self._rollouts[route] = self._new_rollout(route, rollout_id)
         elif current.rollout_id != rollout_id:
             return  # an outcome of an older (or not yet seen) rollout: not this rollout's
         own = current.own
@@ -281,8 +325,10 @@ class Guard:
             if current.tripped is None:
                 counts = current.view()
                 rule, _ = decide_rule(policy, *counts)
-                if rule is not None:
-                    current.tripped = evaluate(policy, *counts)
+                # The recent windows must see every look (not short-circuited by the rule).
+                recent = current.recent.look(counts.cand_n, counts.cand_f)
+                if rule is not None or recent is not None:
+                    current.tripped = evaluate(policy, *counts, recent=current.recent.fired)
             if current.tripped is not None and not current.acted and policy.mode == "enforce":
                 trips.append(Trip(route, current.rollout_id, current.tripped))
         return trips
@@ -302,7 +348,9 @@ class Guard:
         current = self._rollouts.get(route)
         if current is None:
             return {"mode": policy.mode, "rollout_id": None, "status": "no outcomes yet"}
-        verdict = current.tripped or evaluate(policy, *current.view())
+        verdict = current.tripped or evaluate(
+            policy, *current.view(), recent=current.recent.evidence()
+        )
         status = "tripped" if current.tripped else "watching"
         return {
             "mode": policy.mode,

@@ -30,6 +30,7 @@ from gateway.flags.outcomes import OutcomeStore
 from gateway.flags.service import FlagService
 from gateway.quality.guard import Guard, Trip, Verdict
 from gateway.quality.latch import LatchedFlags
+from gateway.quality.late_break import describe_recent
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
 from gateway.telemetry import Metrics
@@ -52,6 +53,8 @@ def describe(verdict: Verdict) -> str:
             f"guard: ceiling rule: {rate}, lower bound {cand.lower:.1%}) > ceiling "
             f"{verdict.ceiling:.1%} at alpha {verdict.alpha:g}"
         )
+    if verdict.rule == "recent" and verdict.recent is not None:
+        return "guard: recent rule: " + describe_recent(verdict.recent)
     half = verdict.alpha / 2
     lower = lower_bound(cand.failures, cand.n, half)
     upper = upper_bound(fb.failures, fb.n, half)

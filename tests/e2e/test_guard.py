@@ -137,7 +137,7 @@ def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_i
         assert entry["after"]["status"] == "rolled_back"
         evidence = entry["evidence"]
         assert evidence["rollout_id"] == first_rollout
-        assert evidence["rule"] in ("ceiling", "regression")
+        assert evidence["rule"] in ("ceiling", "regression", "recent")
         assert evidence["min_samples"] == 20
         assert {"ceiling", "margin", "alpha", "why"} <= set(evidence)
         cand, fb = evidence["candidate"], evidence["fallback"]

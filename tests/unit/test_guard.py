@@ -30,6 +30,7 @@ from gateway.flags.service import FlagService
 from gateway.flags.sqlite import SQLiteFlagStore
 from gateway.quality.guard import Guard, Role, Trip, decide_rule, evaluate
 from gateway.quality.latch import LatchedFlags
+from gateway.quality.late_break import split_alpha
 from gateway.quality.runner import GuardRunner, describe
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
@@ -37,6 +38,7 @@ from gateway.telemetry import Metrics
 
 ROUTE = "triage"
 POLICY = GuardConfig()  # ceiling 0.20, margin 0.02, alpha 0.05, min_samples 50
+ALPHA_MAIN = split_alpha(POLICY.alpha)[0]  # the whole-rollout rules' share of alpha
 
 
 def make_route(name: str = ROUTE, *, passthrough: bool = False, **guard: Any) -> Route:
@@ -103,15 +105,20 @@ def test_ceiling_rule_needs_confidence_not_just_a_rate_above_the_ceiling() -> No
     rule, why = decide_rule(POLICY, 50, 17, 0, 0)
     assert rule is None
     assert "not above the ceiling with confidence" in why
-    assert lower_bound(17, 50, POLICY.alpha) < POLICY.ceiling
+    assert lower_bound(17, 50, ALPHA_MAIN) < POLICY.ceiling
 
 
 def test_ceiling_rule_agrees_with_the_lower_bound_of_the_interval() -> None:
-    """The ceiling rule fires exactly when the candidate's lower bound is above the ceiling."""
+    """The ceiling rule fires exactly when the candidate's lower bound at the whole-rollout
+    rules' share of alpha (half the route's) is above the ceiling."""
+    assert POLICY.alpha > ALPHA_MAIN
+    disagree_with_the_full_alpha = 0
     for n in (50, 120, 400):
         for s in range(n + 1):
             fired = decide_rule(POLICY, n, s, 0, 0)[0] == "ceiling"
-            assert fired == (lower_bound(s, n, POLICY.alpha) > POLICY.ceiling), (s, n)
+            assert fired == (lower_bound(s, n, ALPHA_MAIN) > POLICY.ceiling), (s, n)
+            disagree_with_the_full_alpha += fired != (lower_bound(s, n, POLICY.alpha) > 0.2)
+    assert disagree_with_the_full_alpha > 0  # the split is in force, not a no-op
 
 
 def test_regression_rule_fires_when_the_difference_is_above_the_margin_with_confidence() -> None:
@@ -119,7 +126,7 @@ def test_regression_rule_fires_when_the_difference_is_above_the_margin_with_conf
     rule, why = decide_rule(POLICY, 2000, 300, 2000, 100)
     assert rule == "regression"
     assert "more than 0.02 with confidence" in why
-    difference = lower_bound(300, 2000, POLICY.alpha / 2) - upper_bound(100, 2000, POLICY.alpha / 2)
+    difference = lower_bound(300, 2000, ALPHA_MAIN / 2) - upper_bound(100, 2000, ALPHA_MAIN / 2)
     assert difference > POLICY.margin
 
 
@@ -147,21 +154,27 @@ def test_regression_rule_waits_for_confidence() -> None:
 
 
 def test_evaluate_carries_both_sides_and_the_difference_bound() -> None:
-    """The verdict's evidence: counts, rates, 1-alpha bounds, and the alpha/2 difference bound."""
+    """The verdict's evidence: counts, rates, bounds at alpha_main, the alpha_main/2 difference
+    bound, and the route's alpha."""
     verdict = evaluate(POLICY, 2000, 300, 2000, 100)
     assert verdict.rule == "regression"
     assert (verdict.candidate.n, verdict.candidate.failures) == (2000, 300)
     assert verdict.candidate.rate == pytest.approx(0.15)
     assert verdict.fallback.rate == pytest.approx(0.05)
     assert verdict.candidate.lower < 0.15 < verdict.candidate.upper
-    half = POLICY.alpha / 2
+    half = ALPHA_MAIN / 2
     expected = lower_bound(300, 2000, half) - upper_bound(100, 2000, half)
     assert verdict.difference_lower == pytest.approx(expected, abs=1e-6)
     assert (verdict.ceiling, verdict.margin, verdict.alpha, verdict.min_samples) == (
         0.2,
         0.02,
-        0.05,
+        ALPHA_MAIN,
         50,
+    )
+    assert verdict.alpha_route == 0.05
+    assert verdict.recent is None
+    assert (verdict.candidate.lower, verdict.candidate.upper) == pytest.approx(
+        (lower_bound(300, 2000, ALPHA_MAIN), upper_bound(300, 2000, ALPHA_MAIN)), abs=1e-6
     )
     empty = evaluate(POLICY, 0, 0, 0, 0)
     assert empty.candidate.rate is None
@@ -377,7 +390,7 @@ def test_describe_a_ceiling_trip_gives_the_counts_bound_ceiling_and_alpha() -> N
     reason = describe(verdict)
     assert reason.startswith("guard: ceiling rule: candidate failed 30/50 (60.0%, lower bound ")
     assert f"{verdict.candidate.lower:.1%}" in reason
-    assert reason.endswith("> ceiling 20.0% at alpha 0.05")
+    assert reason.endswith(f"> ceiling 20.0% at alpha {ALPHA_MAIN:g}")  # the rule's share
 
 
 def test_describe_a_regression_trip_gives_both_sides_difference_and_margin() -> None:
@@ -386,7 +399,8 @@ def test_describe_a_regression_trip_gives_both_sides_difference_and_margin() -> 
     reason = describe(verdict)
     assert reason.startswith("guard: regression rule: candidate failed 300/2000 (15.0%")
     assert "vs fallback 100/2000 (5.0%, upper bound " in reason
-    assert f"difference >= {verdict.difference_lower:.1%} > margin 2.0% at alpha 0.05" in reason
+    difference = f"difference >= {verdict.difference_lower:.1%} > margin 2.0%"
+    assert f"{difference} at alpha {ALPHA_MAIN:g}" in reason
 
 
 # -- GuardRunner against a real SQLite flag store ------------------------------------------------
@@ -860,3 +874,24 @@ async def test_route_health_gauges_show_both_sides_failure_ratios(
         assert sample("gateway_guard_outcomes", {"route": ROUTE, "role": role}) == 100
     assert sample("gateway_route_failure_ratio", {"route": ROUTE}) == 0.15
     assert sample("gateway_guard_ceiling", {"route": ROUTE}) == 0.2
+
+
+def test_a_late_break_is_caught_by_the_recent_rule_within_150_candidate_outcomes() -> None:
+    """1,000 healthy candidate outcomes (2% failing), then every other one fails; the guard
+    looking every 5 outcomes trips on the recent windows well before the whole-rollout rules
+    could, and the audit reason names the window."""
+    guard = make_guard()
+    for index in range(1_000):
+        guard.observe(ROUTE, "ro_1", "candidate", index % 50 == 0)
+        if not guard.own_counts()[(ROUTE, "ro_1")].cand_n % 5:
+            assert guard.tick() == []
+    for after_break in range(1, 151):
+        guard.observe(ROUTE, "ro_1", "candidate", after_break % 2 == 0)
+        if after_break % 5 == 0:
+            trips = guard.tick()
+            if trips:
+                break
+    [trip] = trips
+    assert trip.verdict.rule == "recent"
+    assert after_break <= 150
+    assert describe(trip.verdict).startswith("guard: recent rule: candidate failed")
