@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     )
     guard_tick_s: float = Field(0.1, gt=0, description="How often the guard decides.")
     guard_flush_s: float = Field(
-        0.05,
+        0.02,
         gt=0,
         description="How often each replica shares its outcome counts through the flag store "
         "and reads the route-wide totals the guard decides on.",

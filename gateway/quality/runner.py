@@ -3,7 +3,8 @@
 * **evidence sync** (every ``GATEWAY_GUARD_FLUSH_S``): publish this replica's outcome counts
   to the flag store and read back the route-wide totals (:mod:`gateway.flags.outcomes`), so
   every replica's guard decides on the same stream of outcomes;
-* **ticks** (every ``GATEWAY_GUARD_TICK_S``): ask the pure guard for verdicts; a trip latches
+* **ticks** (after every exchange, and every ``GATEWAY_GUARD_TICK_S`` for this replica's own
+  outcomes while the store is away): ask the pure guard for verdicts; a trip latches
   the route on its fallback on this replica at once (:class:`~gateway.quality.latch.LatchedFlags`)
   and queues the rollback write; the tick never waits on the store;
 * **rollback writer**: performs each queued rollback as a flag write through the flag service
@@ -177,6 +178,7 @@ class GuardRunner:
             self._evidence_error = None
             self._metrics.guard_evidence_up.set(1)
             delay = self._flush_s
+            self._tick_safely()  # decide on fresh totals at once, not up to a tick later
 
     # -- decisions -----------------------------------------------------------------------------
 
@@ -228,15 +230,16 @@ class GuardRunner:
                 ratio = (counts.cand_f + counts.fb_f) / total
                 metrics.route_failure_ratio.labels(route).set(ratio)
 
+    def _tick_safely(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:  # a bug must not stop the guard
+            self._log.error("guard.tick_failed", error=type(exc).__name__, detail=str(exc))
+
     async def _tick_loop(self) -> None:
         while True:
             await self._sleep(self._tick_s)
-            try:
-                self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not stop the guard
-                self._log.error("guard.tick_failed", error=type(exc).__name__, detail=str(exc))
+            self._tick_safely()
 
     # -- the rollback writer ---------------------------------------------------------------
 

@@ -469,12 +469,12 @@ def simulate_run_every_look(
 class Timing:
     """The real system's delays, in seconds, and the route's request rate that turns them into
     requests (the simulation's clock): flush every ``flush_s`` (``GATEWAY_GUARD_FLUSH_S``), look
-    every ``tick_s`` (``GATEWAY_GUARD_TICK_S``), a rollback reaches the other replicas
-    ``propagation_s`` later (the flag store's p99)."""
+    every ``tick_s`` (the runner decides after every exchange, so ``tick_s = flush_s``), a
+    rollback reaches the other replicas ``propagation_s`` later (the flag store's p99)."""
 
     rate_rps: float = 200.0
-    flush_s: float = 0.05
-    tick_s: float = 0.1
+    flush_s: float = 0.02
+    tick_s: float = 0.02
     propagation_s: float = 0.1
 
     @property
