@@ -38,6 +38,7 @@ ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 REPLICAS = 3
 MAX_CANDIDATE_ANSWERS = 100
+MAX_ANSWERS_AFTER_A_LATE_BREAK = 150
 REQUEST_BUDGET = 1_000
 """Every traffic loop stops after this many requests, whatever happens."""
 
@@ -69,19 +70,20 @@ class Cluster:
         flag: dict[str, Any] = self.admin(gw, "GET", f"/admin/flags/{ROUTE}")
         return flag
 
-    def fresh_rollout(self) -> str:
-        """Healthy candidate, route released (or set) to weight 50% in a new rollout; every
-        replica serving that rollout."""
+    def fresh_rollout(self, weight: int = 50_000) -> str:
+        """Healthy candidate, route rolled back by hand and released to ``weight`` in a new
+        rollout; every replica serving that rollout."""
         self.sim.reset()
         first = self.gateways[0]
-        if self.flag(first)["status"] == "rolled_back":
-            self.admin(
-                first,
-                "POST",
-                f"/admin/flags/{ROUTE}/release",
-                reason="test: new rollout",
-                weight=50_000,
-            )
+        if self.flag(first)["status"] != "rolled_back":
+            self.admin(first, "POST", f"/admin/flags/{ROUTE}/rollback", reason="test: reset")
+        self.admin(
+            first,
+            "POST",
+            f"/admin/flags/{ROUTE}/release",
+            reason="test: new rollout",
+            weight=weight,
+        )
         rollout: str = self.flag(first)["rollout_id"]
 
         def everyone_serves_it() -> bool:
@@ -211,3 +213,20 @@ def test_with_redis_stopped_each_replica_latches_and_the_rollback_lands_once_it_
     wait_for(landed, "the pending rollbacks to land", 60)
     new = cluster.guard_rollbacks()[: len(cluster.guard_rollbacks()) - before]
     assert [e["evidence"]["rollout_id"] for e in new] == [rollout]
+
+
+def test_a_late_break_after_1000_healthy_answers_is_stopped_within_150_candidate_answers(
+    cluster: Cluster,
+) -> None:
+    """The candidate answers 1,000 requests well (weight 100%, round-robin), then breaks to
+    50% invalid: the recent rule catches it within 150 candidate answers of the break, on
+    every replica, where counts over the whole rollout would take about 250."""
+    cluster.fresh_rollout(weight=100_000)
+    for gw, _ in zip(itertools.cycle(cluster.gateways), range(1_000), strict=False):
+        assert cluster.ask(gw).headers["x-gateway-variant"] == "finetuned"
+    cluster.break_candidate()
+    answers = cluster.drive_until_all_rolled_back()
+    assert answers <= MAX_ANSWERS_AFTER_A_LATE_BREAK, answers
+    [entry, *_] = cluster.guard_rollbacks()
+    assert entry["evidence"]["rule"] == "recent"
+    assert entry["reason"].startswith("guard: recent rule")
