@@ -18,6 +18,7 @@
         ├── UpstreamTimeoutError       504 no answer within the upstream's timeout
         ├── UpstreamStatusError        upstream answered an error status (relayed or 502/503/504)
         ├── UpstreamProtocolError      502 the upstream's answer is not valid OpenAI JSON / SSE
+        │   └── UpstreamEventTooLargeError  502 one SSE event over the size limit
         └── PoolExhaustedError         503 no free upstream connection within the pool timeout
     StoreUnavailableError              503 the flag store cannot be written right now
 
@@ -50,6 +51,7 @@ __all__ = [
     "UnprocessableError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamEventTooLargeError",
     "UpstreamProtocolError",
     "UpstreamStatusError",
     "UpstreamTimeoutError",
@@ -212,6 +214,13 @@ class UpstreamProtocolError(UpstreamError):
 
     default_code = "upstream_invalid_response"
     failover_reason = "invalid_response"
+
+
+class UpstreamEventTooLargeError(UpstreamProtocolError):
+    """502: one SSE event of the upstream's stream is larger than
+    ``GATEWAY_UPSTREAM__MAX_EVENT_BYTES``; the stream is ended and the upstream closed."""
+
+    default_code = "upstream_event_too_large"
 
 
 class PoolExhaustedError(UpstreamError):

@@ -30,6 +30,7 @@ from gateway.errors import (
     ModelNotFoundError,
     PermissionDeniedError,
     UpstreamError,
+    UpstreamEventTooLargeError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
@@ -46,7 +47,7 @@ from gateway.upstream import (
     sse_error_event,
     translate_transport_error,
 )
-from gateway.upstream.sse import DONE, event_data
+from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
 
 __all__ = ["CLIENT_CLOSED_REQUEST", "CallContext", "ChatRelay", "Reply", "parse_chat_request"]
 
@@ -448,7 +449,7 @@ class ChatRelay:
         body: dict[str, Any],
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive; end in ``[DONE]`` or an error event."""
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self._upstreams[variant.upstream].max_event_bytes)
         parts: list[str] = []
         done = False
         failed: GatewayError | None = None
@@ -475,7 +476,17 @@ class ChatRelay:
                 rec.add_upstream(clock() - t0)
                 if done:
                     continue
-                for event in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except SSEEventTooLarge as exc:
+                    self._metrics.events_too_large_by_upstream[variant.upstream].inc()
+                    failed = UpstreamEventTooLargeError(
+                        f"upstream '{variant.upstream}' sent a stream event larger than "
+                        f"{exc.limit} bytes",
+                        upstream=variant.upstream,
+                    )
+                    break
+                for event in events:
                     data = event_data(event)
                     if data is None:
                         yield event + b"\n\n"

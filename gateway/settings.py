@@ -45,6 +45,12 @@ class UpstreamSettings(BaseModel):
     keepalive_expiry_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a free connection, then 503.")
+    max_event_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest SSE event relayed from an upstream stream; a larger one ends the "
+        "stream with an error event and closes the upstream.",
+    )
 
 
 class Settings(BaseSettings):

@@ -140,6 +140,15 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.events_too_large = Counter(
+            "gateway_upstream_events_too_large",
+            "Upstream streams ended because one SSE event exceeded the size limit.",
+            ["upstream"],
+            registry=r,
+        )
+        self.events_too_large_by_upstream = {
+            name: self.events_too_large.labels(name) for name in config.upstreams
+        }
         self.variants: dict[tuple[str, str], VariantMetrics] = {}
         self.inflight_by_route: dict[str, Any] = {}
         for route in config.routes.values():

@@ -35,13 +35,30 @@ _MAX_ERROR_BODY = 64 * 1024
 class UpstreamClient:
     """One upstream: its pooled client and its credentials (never the client's)."""
 
-    __slots__ = ("_client", "_headers", "_timeout", "_transport", "_url", "name", "url")
+    __slots__ = (
+        "_client",
+        "_headers",
+        "_timeout",
+        "_transport",
+        "_url",
+        "max_event_bytes",
+        "name",
+        "url",
+    )
 
     def __init__(
-        self, name: str, config: UpstreamConfig, settings: UpstreamSettings, api_key: str | None
+        self,
+        name: str,
+        config: UpstreamConfig,
+        settings: UpstreamSettings,
+        api_key: str | None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the configured one (tests: ``httpx.MockTransport``)."""
         self.name = name
         self.url = config.base_url + "/chat/completions"
+        self.max_event_bytes = settings.max_event_bytes
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -56,8 +73,9 @@ class UpstreamClient:
             write=config.timeout_s,
             pool=settings.pool_timeout_s,
         )
-        transport: httpx.AsyncBaseTransport
-        if settings.transport == "aiohttp":
+        if transport is not None:
+            pass
+        elif settings.transport == "aiohttp":
             from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 -- optional transport
 
             transport = AiohttpTransport(limits=limits)
