@@ -49,10 +49,22 @@ from gateway.upstream import (
 )
 from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "CallContext", "ChatRelay", "Reply", "parse_chat_request"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "MAX_JSON_DEPTH",
+    "CallContext",
+    "ChatRelay",
+    "Reply",
+    "parse_chat_request",
+]
 
 CLIENT_CLOSED_REQUEST = 499
 """Status recorded (never sent) when the client went away mid-stream, as nginx logs it."""
+
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects accepted in a request body. Deeper bodies are a 400:
+nothing in the Chat Completions API nests this deep (a tool's JSON schema rarely passes 20),
+and Python-level recursion (decoding, encoding, logging) must stay far from its limit."""
 
 _FAILOVER = Decision("fallback", "failover")
 _PASSTHROUGH = Decision("fallback", "passthrough")
@@ -91,8 +103,9 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
         The whole body as a dict (forwarded) and its validated head.
 
     Raises:
-        InvalidRequestError: not JSON, not an object, a required field missing, a wrong type,
-            or an empty ``messages`` list; ``param`` names the field.
+        InvalidRequestError: not JSON, nested deeper than :data:`MAX_JSON_DEPTH`, not an
+            object, a required field missing, a wrong type, or an empty ``messages`` list;
+            ``param`` names the field.
     """
     try:
         body = _decode_json(raw)
@@ -101,6 +114,10 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
         ) from None
+    except RecursionError:  # msgspec stops at Python's recursion limit (~1,000 levels)
+        raise _too_deep() from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nested_deeper(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     try:
@@ -119,6 +136,28 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
             param="messages",
         )
     return body, head
+
+
+def _too_deep() -> InvalidRequestError:
+    return InvalidRequestError(
+        f"The JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and "
+        "objects are accepted."
+    )
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` levels (iterative: a deep
+    value cannot exhaust the stack). Called only when the body has more brackets than
+    ``limit``, so ordinary requests never pay for the walk."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass(slots=True)
