@@ -40,7 +40,6 @@ from gateway.routing import Decision, FlagSource, FlagState, decide
 from gateway.routing.payload import build_payload
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
-    SSEDecoder,
     UpstreamPool,
     decode_chunk,
     decode_completion,
@@ -48,6 +47,7 @@ from gateway.upstream import (
     translate_transport_error,
 )
 from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
+from gateway.upstream.stream_start import OpenedStream
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
@@ -327,20 +327,23 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
         stream: bool,
-    ) -> tuple[Variant, Decision, httpx.Response, Any]:
+    ) -> tuple[Variant, Decision, Any, Any]:
         """Call the variant's upstream; on a failure the route fails over on, call the fallback.
 
-        Returns the variant and decision that answered, the open response, and for unary calls
-        the decoded completion view.
+        Returns the variant and decision that answered, then for unary calls the response and
+        its decoded completion view, for streams the :class:`OpenedStream` (first event read
+        and checked, so an invalid stream fails over like an invalid unary answer) and None.
         """
         while True:
             payload = build_payload(route, variant, body, stream)
             client = self._upstreams[variant.upstream]
             t0 = self._clock()
             try:
-                response = await client.send(payload, stream=stream, request_id=ctx.request_id)
                 view = None
-                if not stream:
+                if stream:
+                    response: Any = await client.open_stream(payload, request_id=ctx.request_id)
+                else:
+                    response = await client.send(payload, stream=False, request_id=ctx.request_id)
                     try:
                         view = decode_completion(response.content)
                     except msgspec.DecodeError:
@@ -351,6 +354,8 @@ class ChatRelay:
             except UpstreamError as exc:
                 spent = self._clock() - t0
                 rec.upstream_seconds += spent
+                if isinstance(exc, UpstreamEventTooLargeError):
+                    self._metrics.events_too_large_by_upstream[variant.upstream].inc()
                 if not self._should_failover(route, variant, decision, exc):
                     self._answered_by(rec, route, variant, decision)
                     raise
@@ -469,62 +474,67 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
     ) -> Reply:
-        variant, decision, response, _ = await self._attempt(
+        variant, decision, opened, _ = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=True
         )
         rec.priced = variant.priced
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
         headers = self._headers(rec, variant, decision)
         headers.update(_SSE_HEADERS)
-        events = self._relay_events(response, variant, rec, wants_usage, body)
+        events = self._relay_events(opened, variant, rec, wants_usage, body)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay_events(
         self,
-        response: httpx.Response,
+        opened: OpenedStream,
         variant: Variant,
         rec: RequestRecord,
         wants_usage: bool,
         body: dict[str, Any],
     ) -> AsyncIterator[bytes]:
-        """Relay upstream SSE events as they arrive; end in ``[DONE]`` or an error event."""
-        decoder = SSEDecoder(self._upstreams[variant.upstream].max_event_bytes)
+        """Relay upstream SSE events as they arrive (first those read while opening the
+        stream); end in ``[DONE]`` or an error event."""
+        response, decoder, chunks = opened.response, opened.decoder, opened.chunks
+        first: list[bytes] | None = opened.events
         parts: list[str] = []
         done = False
         failed: GatewayError | None = None
         clock = self._clock
-        chunks = response.aiter_raw().__aiter__()
         try:
             while True:
-                t0 = clock()
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
+                if first is not None:
+                    events, first = first, None
+                else:
+                    t0 = clock()
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        rec.add_upstream(clock() - t0)
+                        break
+                    except httpx.HTTPError as exc:
+                        rec.add_upstream(clock() - t0)
+                        failed = translate_transport_error(exc, variant.upstream)
+                        if not isinstance(failed, UpstreamTimeoutError):
+                            failed = UpstreamProtocolError(
+                                f"upstream '{variant.upstream}' broke the stream off before "
+                                "completion",
+                                upstream=variant.upstream,
+                                code="stream_interrupted",
+                            )
+                        break
                     rec.add_upstream(clock() - t0)
-                    break
-                except httpx.HTTPError as exc:
-                    rec.add_upstream(clock() - t0)
-                    failed = translate_transport_error(exc, variant.upstream)
-                    if not isinstance(failed, UpstreamTimeoutError):
-                        failed = UpstreamProtocolError(
-                            f"upstream '{variant.upstream}' broke the stream off before completion",
+                    if done:
+                        continue
+                    try:
+                        events = decoder.feed(chunk)
+                    except SSEEventTooLarge as exc:
+                        self._metrics.events_too_large_by_upstream[variant.upstream].inc()
+                        failed = UpstreamEventTooLargeError(
+                            f"upstream '{variant.upstream}' sent a stream event larger than "
+                            f"{exc.limit} bytes",
                             upstream=variant.upstream,
-                            code="stream_interrupted",
                         )
-                    break
-                rec.add_upstream(clock() - t0)
-                if done:
-                    continue
-                try:
-                    events = decoder.feed(chunk)
-                except SSEEventTooLarge as exc:
-                    self._metrics.events_too_large_by_upstream[variant.upstream].inc()
-                    failed = UpstreamEventTooLargeError(
-                        f"upstream '{variant.upstream}' sent a stream event larger than "
-                        f"{exc.limit} bytes",
-                        upstream=variant.upstream,
-                    )
-                    break
+                        break
                 for event in events:
                     data = event_data(event)
                     if data is None:

@@ -6,8 +6,11 @@ way callers see httpx's interface, and every transport exception leaves this mod
 :class:`~gateway.errors.UpstreamError`.
 
 Limits are set on purpose: ``max_connections`` per upstream, a connect timeout, a pool timeout
-(waiting for a free connection ends in 503 instead of queueing forever) and the upstream's own
-read timeout (``timeout_s`` in the routes file, time allowed between two reads).
+(waiting for a free connection ends in 503 instead of queueing forever), the upstream's own
+read timeout (``timeout_s`` in the routes file, time allowed between two reads) and a deadline
+for the whole call (``deadline_s``, default four read timeouts: a unary answer in full, a stream
+up to its first event), so an upstream trickling one byte per read timeout cannot hold a request
+for ever.
 
 Requests go straight to the transport with headers, URL and timeouts prepared once: the
 ``AsyncClient`` machinery around it (per-request URL parsing and header merging, an auth flow, a
@@ -18,18 +21,22 @@ cookies must not be kept and replayed across different clients' requests anyway.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import httpx
 
 from gateway.config import UpstreamConfig
-from gateway.errors import ConfigError, UpstreamStatusError
+from gateway.errors import ConfigError, UpstreamStatusError, UpstreamTimeoutError
 from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
+from gateway.upstream.stream_start import OpenedStream, read_first_event
 
 __all__ = ["UpstreamClient", "UpstreamPool"]
 
 _MAX_ERROR_BODY = 64 * 1024
+DEADLINE_READ_TIMEOUTS = 4
+"""Default ``deadline_s``: this many read timeouts (``timeout_s``)."""
 
 
 class UpstreamClient:
@@ -41,6 +48,7 @@ class UpstreamClient:
         "_timeout",
         "_transport",
         "_url",
+        "deadline_s",
         "max_event_bytes",
         "name",
         "url",
@@ -59,6 +67,7 @@ class UpstreamClient:
         self.name = name
         self.url = config.base_url + "/chat/completions"
         self.max_event_bytes = settings.max_event_bytes
+        self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -95,13 +104,48 @@ class UpstreamClient:
         """POST a chat completion; return the open response once its status is 2xx.
 
         With ``stream`` the body is not read: the caller iterates it and must ``aclose()`` it.
-        Without, the body is read before returning.
+        Without, the body is read before returning. Either way within ``deadline_s``.
 
         Raises:
             UpstreamStatusError: the upstream answered a non-2xx status (its body is kept for
                 relaying 4xx answers about the client's request).
-            UpstreamConnectError, UpstreamTimeoutError, PoolExhaustedError: transport failures.
+            UpstreamTimeoutError: the deadline passed (or a connect or read timeout).
+            UpstreamConnectError, PoolExhaustedError: transport failures.
         """
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await self._send(body, stream=stream, request_id=request_id)
+        except TimeoutError:
+            raise self._past_deadline() from None
+
+    async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
+        """POST a streaming chat completion and read it up to its first data event, within
+        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller closes
+        ``response`` of the result.
+
+        Raises:
+            UpstreamProtocolError: 2xx but not a valid event stream (failover ``invalid_response``).
+            UpstreamStatusError, UpstreamTimeoutError, UpstreamConnectError, PoolExhaustedError:
+                as :meth:`send`.
+        """
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                response = await self._send(body, stream=True, request_id=request_id)
+                try:
+                    return await read_first_event(response, self.name, self.max_event_bytes)
+                except BaseException:
+                    await response.aclose()
+                    raise
+        except TimeoutError:
+            raise self._past_deadline() from None
+
+    def _past_deadline(self) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"upstream '{self.name}' did not answer within its deadline of {self.deadline_s:g} s",
+            upstream=self.name,
+        )
+
+    async def _send(self, body: bytes, *, stream: bool, request_id: str) -> httpx.Response:
         request = httpx.Request(
             "POST",
             self._url,
