@@ -59,7 +59,8 @@ __all__ = [
 ]
 
 CLIENT_CLOSED_REQUEST = 499
-"""Status recorded (never sent) when the client went away mid-stream, as nginx logs it."""
+"""Status recorded (never sent) when the client went away before its answer was complete, as
+nginx logs it. The guard never counts it against a variant."""
 
 MAX_JSON_DEPTH = 100
 """Deepest nesting of arrays and objects accepted in a request body. Deeper bodies are a 400:
@@ -260,6 +261,13 @@ class ChatRelay:
             return await self._unary(route, variant, decision, body, rec, ctx)
         except GatewayError as exc:
             return self.reject(rec, exc)
+        except asyncio.CancelledError:
+            # The client hung up before its answer (unary) or its first event (stream): the
+            # upstream call is cancelled with us.
+            rec.status = CLIENT_CLOSED_REQUEST
+            rec.client_disconnected = True
+            self._finish(rec)
+            raise
         finally:
             if inflight is not None:
                 inflight.dec()
@@ -351,6 +359,10 @@ class ChatRelay:
                             f"upstream '{variant.upstream}' answered with invalid JSON",
                             upstream=variant.upstream,
                         ) from None
+            except asyncio.CancelledError:
+                rec.upstream_seconds += self._clock() - t0
+                self._answered_by(rec, route, variant, decision)  # the log names who was asked
+                raise
             except UpstreamError as exc:
                 spent = self._clock() - t0
                 rec.upstream_seconds += spent

@@ -16,8 +16,9 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
+from gateway.api.disconnect import until_disconnected
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
-from gateway.relay import CallContext, Reply
+from gateway.relay import CLIENT_CLOSED_REQUEST, CallContext, Reply
 from gateway.telemetry import RequestRecord
 
 __all__ = ["FeedbackRequest", "new_request_id", "openai_handlers", "parse_feedback"]
@@ -72,7 +73,10 @@ def openai_handlers(gw: Any) -> list[Any]:
         ctx.may_override = ctx.key_name in override_keys
         ctx.subject = headers.get("x-gateway-subject")
         ctx.forced_variant = headers.get("x-gateway-variant")
-        return to_response(await relay.complete(raw, ctx))
+        reply = await until_disconnected(request.receive, relay.complete(raw, ctx))
+        if reply is None:  # the relay recorded the 499; nobody is left to send it to
+            return Response(b"", status_code=CLIENT_CLOSED_REQUEST)
+        return to_response(reply)
 
     @get("/v1/models", include_in_schema=False)
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,78 @@ async def test_a_candidate_past_its_deadline_fails_over_with_reason_timeout(
         assert response.status_code == 200, response.text
         assert response.headers["x-gateway-decision"] == "failover"
         assert g.metric("gateway_failovers_total", reason="timeout") == 1
+
+
+async def test_a_client_gone_during_a_unary_call_cancels_the_upstream_call_and_records_499(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client hangs up while the upstream is still thinking: the upstream call is
+    cancelled at once (not awaited to its end), the request is recorded as 499 with
+    client_disconnected, and the guard counts nothing against the candidate."""
+    arrived = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def thinking(request: httpx.Request) -> httpx.Response:
+        arrived.set()
+        try:
+            await asyncio.Event().wait()  # never answers by itself
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async with in_process_gateway(tmp_path, thinking) as g:
+        observed: list[Any] = []
+        monkeypatch.setattr(g.gw.quality.guard, "observe", lambda *a: observed.append(a))
+        body = json.dumps({"model": "triage", "messages": [{"role": "user", "content": "x"}]})
+        gone = asyncio.Event()
+        messages = [{"type": "http.request", "body": body.encode(), "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"gateway.test"),
+                (b"authorization", f"Bearer {CLIENT_KEY}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", b"gone-unary"),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        call = asyncio.create_task(g.app(scope, receive, send))  # type: ignore[arg-type]
+        await asyncio.wait_for(arrived.wait(), 10)
+        gone.set()
+        await asyncio.wait_for(cancelled.wait(), 10)
+        await asyncio.wait_for(call, 10)
+        assert g.metric("gateway_requests_total", status="499", variant="cand") == 1
+        assert g.metric("gateway_inflight_requests") == 0
+        assert observed == []
+    completed = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if '"request.completed"' in line
+    ]
+    assert [(e["request_id"], e["status"], e.get("client_disconnected")) for e in completed] == [
+        ("gone-unary", 499, True)
+    ]
