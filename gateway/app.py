@@ -99,7 +99,11 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         poll_interval_s=settings.flag_poll_interval_s,
     )
     flags = FlagService(config, store, metrics, logger)
-    upstreams = UpstreamPool(config.upstreams, settings.upstream)
+    upstreams = UpstreamPool(
+        config.upstreams,
+        settings.upstream,
+        other_secrets=[*client_keys.values(), *admin_keys.values()],
+    )
     guard = Guard(config.routes)
     quality = QualityMonitor(
         config,

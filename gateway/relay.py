@@ -570,7 +570,7 @@ class ChatRelay:
                             upstream=variant.upstream,
                             code="upstream_stream_error",
                         )
-                        yield event + b"\n\n"
+                        yield self._upstreams.redactor.bytes(event) + b"\n\n"
                         break
                     if view.usage is not None:
                         rec.input_tokens = view.usage.prompt_tokens

@@ -2,7 +2,7 @@
 
 For tests of the request path that need no real sockets: the app is driven through Litestar's
 ``AsyncTestClient`` (lifespan included) or by calling it as an ASGI callable; each upstream is an
-``httpx.MockTransport`` (or any ``httpx.AsyncBaseTransport``) given by the test.
+an async handler (or any ``httpx.AsyncBaseTransport``) given by the test.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from gateway.settings import Settings, UpstreamSettings
 from gateway.upstream import UpstreamClient
 
 __all__ = [
+    "ADMIN_KEY",
     "CANDIDATE",
     "CLIENT_KEY",
     "FALLBACK",
+    "HandlerTransport",
     "InProcessGateway",
     "ScriptedStream",
     "completion",
@@ -104,6 +106,25 @@ def sse(*contents: str, done: bool = True) -> bytes:
     return out + (b"data: [DONE]\n\n" if done else b"")
 
 
+class HandlerTransport(httpx.AsyncBaseTransport):
+    """``httpx.MockTransport`` whose responses come back unread, as from a real transport
+    (``httpx.Response(json=...)`` is born read, and the gateway streams bodies raw)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        response = await self.handler(request)
+        if isinstance(response.stream, httpx.ByteStream):
+            response = httpx.Response(
+                response.status_code,
+                headers=response.headers,
+                stream=ScriptedStream([response.content]),
+            )
+        return response
+
+
 @dataclass
 class InProcessGateway:
     """The app, its parts, and a client bound to it (lifespan running)."""
@@ -142,7 +163,7 @@ async def in_process_gateway(
     **settings: Any,
 ) -> AsyncIterator[InProcessGateway]:
     """Build the app for ``routes`` (default :func:`routes_text`) with every upstream answered
-    by ``upstream`` (an async handler, wrapped in ``httpx.MockTransport``), or by the transport
+    by ``upstream`` (an async handler, wrapped in :class:`HandlerTransport`), or by the transport
     named after it in a mapping (an upstream not in the mapping keeps its real transport)."""
     path = tmp_path / "routes.yaml"
     path.write_text(routes if routes is not None else routes_text())
@@ -163,13 +184,13 @@ async def in_process_gateway(
     if isinstance(upstream, Mapping):
         transports = upstream
     else:
-        transports = {name: httpx.MockTransport(upstream) for name in config.upstreams}
+        transports = {name: HandlerTransport(upstream) for name in config.upstreams}
     for name, transport in transports.items():
         cfg = config.upstreams[name]
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         await gw.upstreams.clients[name].aclose()
         gw.upstreams.clients[name] = UpstreamClient(
-            name, cfg, upstream_cfg, key, transport=transport
+            name, cfg, upstream_cfg, key, redactor=gw.upstreams.redactor, transport=transport
         )
     async with AsyncTestClient(app, base_url="http://gateway.test") as client:
         yield InProcessGateway(app, gw, client)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 
 import httpx
 
@@ -30,6 +31,7 @@ from gateway.config import UpstreamConfig
 from gateway.errors import ConfigError, UpstreamStatusError, UpstreamTimeoutError
 from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
+from gateway.upstream.redact import Redactor
 from gateway.upstream.stream_start import OpenedStream, read_first_event
 
 __all__ = ["UpstreamClient", "UpstreamPool"]
@@ -45,6 +47,7 @@ class UpstreamClient:
     __slots__ = (
         "_client",
         "_headers",
+        "_redactor",
         "_timeout",
         "_transport",
         "_url",
@@ -61,10 +64,13 @@ class UpstreamClient:
         settings: UpstreamSettings,
         api_key: str | None,
         *,
+        redactor: Redactor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``transport`` replaces the configured one (tests: ``httpx.MockTransport``)."""
+        """``redactor`` removes secrets from relayed error bodies (default: this upstream's
+        key); ``transport`` replaces the configured one (tests: ``httpx.MockTransport``)."""
         self.name = name
+        self._redactor = redactor or Redactor([api_key] if api_key else [])
         self.url = config.base_url + "/chat/completions"
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
@@ -181,6 +187,7 @@ class UpstreamClient:
         await response.aclose()
         if not body.lstrip().startswith(b"{"):
             body = b""
+        body = self._redactor.bytes(body)
         return UpstreamStatusError(
             f"upstream '{self.name}' answered HTTP {response.status_code}",
             upstream=self.name,
@@ -194,9 +201,19 @@ class UpstreamClient:
 
 
 class UpstreamPool:
-    """All upstream clients, built from the routes file; keys read from the environment."""
+    """All upstream clients, built from the routes file; keys read from the environment.
 
-    def __init__(self, upstreams: dict[str, UpstreamConfig], settings: UpstreamSettings) -> None:
+    ``redactor`` removes every upstream key and every one of ``other_secrets`` (the client and
+    admin keys) from what is relayed of upstream errors.
+    """
+
+    def __init__(
+        self,
+        upstreams: dict[str, UpstreamConfig],
+        settings: UpstreamSettings,
+        *,
+        other_secrets: Iterable[str] = (),
+    ) -> None:
         problems = [
             f"upstreams.{name}.api_key_env: environment variable {cfg.api_key_env} is not set "
             "(export it, or remove api_key_env for an upstream without a key)"
@@ -205,10 +222,13 @@ class UpstreamPool:
         ]
         if problems:
             raise ConfigError(problems)
+        keys = {
+            name: os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+            for name, cfg in upstreams.items()
+        }
+        self.redactor = Redactor([*(k for k in keys.values() if k), *other_secrets])
         self.clients = {
-            name: UpstreamClient(
-                name, cfg, settings, os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-            )
+            name: UpstreamClient(name, cfg, settings, keys[name], redactor=self.redactor)
             for name, cfg in upstreams.items()
         }
 
