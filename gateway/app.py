@@ -183,7 +183,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
         else:
             mapped = ClientError(str(exc.detail))
             mapped.status_code = exc.status_code
-        return _error_response(request, mapped)
+        return _error_response(request, mapped, exc.headers)  # e.g. Allow on a 405
 
     def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         gw.logger.error(
@@ -233,9 +233,15 @@ def _validation_error(exc: ValidationException) -> InvalidRequestError:
     return InvalidRequestError(message, param=param)
 
 
-def _error_response(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+def _error_response(
+    request: Request[Any, Any, Any],
+    exc: GatewayError,
+    extra_headers: dict[str, str] | None = None,
+) -> Response[bytes]:
     headers = {"x-request-id": new_request_id(request.headers.get("x-request-id"))}
     headers.update(exc.headers())
+    if extra_headers:
+        headers.update(extra_headers)
     return Response(
         exc.to_body(),
         status_code=exc.status_code,

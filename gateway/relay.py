@@ -225,8 +225,13 @@ class ChatRelay:
         rec.error_code = exc.code
         self._finish(rec)
         headers = {"x-request-id": rec.request_id, **exc.headers()}
+        # The routing headers say as much as was decided before the error.
         if rec.route is not None:
             headers["x-gateway-route"] = rec.route
+        if rec.variant is not None:
+            headers["x-gateway-variant"] = rec.variant
+        if rec.decision is not None:
+            headers["x-gateway-decision"] = rec.decision
         return Reply(exc.status_code, headers, exc.to_body())
 
     def _finish(self, rec: RequestRecord) -> None:

@@ -133,9 +133,11 @@ class InProcessGateway:
     gw: Gateway
     client: AsyncTestClient[Litestar]
 
-    async def chat(self, body: Mapping[str, Any] | None = None, **headers: str) -> httpx.Response:
+    async def chat(
+        self, body: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         """POST a chat completion to route ``triage`` (default: one user message, unary)."""
-        sent = {"authorization": f"Bearer {CLIENT_KEY}", **headers}
+        sent = {"authorization": f"Bearer {CLIENT_KEY}", **(headers or {})}
         payload = dict(body or {})
         payload.setdefault("model", ROUTE)
         payload.setdefault("messages", [{"role": "user", "content": "refund me"}])

@@ -70,3 +70,40 @@ async def test_an_error_event_mid_stream_echoing_a_key_is_relayed_redacted(
         assert response.status_code == 200
         assert UPSTREAM_KEY not in response.text
         assert "key [redacted] over quota" in response.text
+
+
+async def failing(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(500, json={"error": {"message": "boom"}})
+
+
+async def test_an_upstream_error_reply_carries_route_variant_and_decision(tmp_path: Path) -> None:
+    """A 502 after routing says which route, variant and decision it came from."""
+    async with in_process_gateway(tmp_path, failing, routes=routes_text(weight=0)) as g:
+        response = await g.chat()
+        assert response.status_code == 502
+        assert response.headers["x-gateway-route"] == "triage"
+        assert response.headers["x-gateway-variant"] == "fall"
+        assert response.headers["x-gateway-decision"] == "rollout"
+
+
+async def test_an_error_before_the_variant_is_chosen_carries_only_the_route(
+    tmp_path: Path,
+) -> None:
+    """An unknown forced variant fails after the route is known, before any variant."""
+    async with in_process_gateway(tmp_path, failing) as g:
+        response = await g.chat(headers={"x-gateway-variant": "nope"})
+        assert response.status_code in (400, 403)
+        assert response.headers["x-gateway-route"] == "triage"
+        assert "x-gateway-variant" not in response.headers
+        assert "x-gateway-decision" not in response.headers
+
+
+async def test_a_wrong_method_is_405_with_allow(tmp_path: Path) -> None:
+    """GET on the chat endpoint: 405 in OpenAI's envelope, with the Allow header."""
+    async with in_process_gateway(tmp_path, failing) as g:
+        response = await g.client.get(
+            "/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+        )
+        assert response.status_code == 405
+        assert "POST" in response.headers["allow"]
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
