@@ -43,6 +43,7 @@ FAILOVER_REASONS: tuple[FailoverReason, ...] = (
     "5xx",
     "429",
     "invalid_response",
+    "pool_exhausted",
 )
 MAX_WEIGHT = 100_000
 

@@ -58,7 +58,7 @@ __all__ = [
     "error_body",
 ]
 
-FailoverReason = Literal["connect", "timeout", "5xx", "429", "invalid_response"]
+FailoverReason = Literal["connect", "timeout", "5xx", "429", "invalid_response", "pool_exhausted"]
 """Why an upstream attempt failed, in the vocabulary of a route's ``failover_on`` list."""
 
 
@@ -224,12 +224,17 @@ class UpstreamEventTooLargeError(UpstreamProtocolError):
 
 
 class PoolExhaustedError(UpstreamError):
-    """503: every pooled connection to the upstream stayed busy for the pool timeout."""
+    """503: every pooled connection to the upstream stayed busy for the pool timeout.
+
+    The gateway's own saturation, not the upstream's failure: its failover reason is
+    ``pool_exhausted`` (taken only to a fallback on another upstream, whose pool is not the
+    exhausted one), and the guard never counts it against the variant.
+    """
 
     status_code = 503
     error_type = "server_error"
-    default_code = "upstream_pool_exhausted"
-    failover_reason = "connect"
+    default_code = "pool_exhausted"
+    failover_reason = "pool_exhausted"
 
 
 class UpstreamStatusError(UpstreamError):

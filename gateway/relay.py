@@ -29,6 +29,7 @@ from gateway.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
+    PoolExhaustedError,
     UpstreamError,
     UpstreamEventTooLargeError,
     UpstreamProtocolError,
@@ -373,6 +374,9 @@ class ChatRelay:
                 rec.upstream_seconds += spent
                 if isinstance(exc, UpstreamEventTooLargeError):
                     self._metrics.events_too_large_by_upstream[variant.upstream].inc()
+                elif isinstance(exc, PoolExhaustedError):
+                    self._metrics.pool_exhausted_by_upstream[variant.upstream].inc()
+                    rec.pool_exhausted = True  # the guard leaves this request out
                 if not self._should_failover(route, variant, decision, exc):
                     self._answered_by(rec, route, variant, decision)
                     raise
@@ -402,12 +406,19 @@ class ChatRelay:
     def _should_failover(
         route: Route, variant: Variant, decision: Decision, exc: UpstreamError
     ) -> bool:
+        """Whether the fallback should answer after ``exc``: the candidate failed on a reason
+        in the route's ``failover_on``. An exhausted pool fails over only to a fallback on
+        another upstream; the same pool would keep it waiting again, for nothing."""
         return (
             decision.reason not in ("override", "failover", "passthrough")
             and variant.name == route.candidate
             and route.candidate != route.fallback
             and exc.failover_reason is not None
             and exc.failover_reason in route.failover_on
+            and (
+                exc.failover_reason != "pool_exhausted"
+                or route.variants[route.fallback].upstream != variant.upstream
+            )
         )
 
     def _count_failover(self, route: str, reason: str) -> None:

@@ -1,7 +1,8 @@
 """A gateway app in this process, its upstreams replaced by in-process transports.
 
-For tests of the request path that need no real sockets: the app is driven through Litestar's
-``AsyncTestClient`` (lifespan included) or by calling it as an ASGI callable; each upstream is an
+For tests of the request path that need no real sockets: the app runs in the test's own event
+loop (its lifespan driven here), reached through ``httpx.ASGITransport`` (requests may run
+concurrently) or by calling it as an ASGI callable; each upstream is an
 an async handler (or any ``httpx.AsyncBaseTransport``) given by the test.
 """
 
@@ -17,7 +18,6 @@ from typing import Any
 
 import httpx
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
 
 from gateway.app import Gateway, create_app
@@ -131,7 +131,7 @@ class InProcessGateway:
 
     app: Litestar
     gw: Gateway
-    client: AsyncTestClient[Litestar]
+    client: httpx.AsyncClient
 
     async def chat(
         self, body: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None
@@ -194,8 +194,37 @@ async def in_process_gateway(
         gw.upstreams.clients[name] = UpstreamClient(
             name, cfg, upstream_cfg, key, redactor=gw.upstreams.redactor, transport=transport
         )
-    async with AsyncTestClient(app, base_url="http://gateway.test") as client:
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+            base_url="http://gateway.test",
+        ) as client,
+    ):
         yield InProcessGateway(app, gw, client)
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Run ``app``'s ASGI lifespan (start-up, then shutdown on exit) in this event loop.
+
+    Litestar's own ``AsyncTestClient`` runs the app in a portal thread with its own loop, which
+    serialises requests and keeps in-process upstream servers of the test's loop from running.
+    """
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
+    await inbox.put({"type": "lifespan.startup"})
+    message = await asyncio.wait_for(outbox.get(), 30)
+    assert message["type"] == "lifespan.startup.complete", message
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        message = await asyncio.wait_for(outbox.get(), 30)
+        assert message["type"] == "lifespan.shutdown.complete", message
+        await asyncio.wait_for(task, 30)
 
 
 class ScriptedStream(httpx.AsyncByteStream):

@@ -6,7 +6,8 @@ way callers see httpx's interface, and every transport exception leaves this mod
 :class:`~gateway.errors.UpstreamError`.
 
 Limits are set on purpose: ``max_connections`` per upstream, a connect timeout, a pool timeout
-(waiting for a free connection ends in 503 instead of queueing forever), the upstream's own
+(waiting for a free connection ends in 503 ``pool_exhausted`` instead of queueing forever,
+counted by :mod:`gateway.upstream.slots` so it is never mistaken for a timeout), the upstream's own
 read timeout (``timeout_s`` in the routes file, time allowed between two reads) and a deadline
 for the whole call (``deadline_s``, default four read timeouts: a unary answer in full, a stream
 up to its first event), so an upstream trickling one byte per read timeout cannot hold a request
@@ -32,6 +33,7 @@ from gateway.errors import ConfigError, UpstreamStatusError, UpstreamTimeoutErro
 from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.redact import Redactor
+from gateway.upstream.slots import ConnectionSlots
 from gateway.upstream.stream_start import OpenedStream, read_first_event
 
 __all__ = ["UpstreamClient", "UpstreamPool"]
@@ -48,6 +50,7 @@ class UpstreamClient:
         "_client",
         "_headers",
         "_redactor",
+        "_slots",
         "_timeout",
         "_transport",
         "_url",
@@ -74,6 +77,7 @@ class UpstreamClient:
         self.url = config.base_url + "/chat/completions"
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
+        self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -113,16 +117,27 @@ class UpstreamClient:
         Without, the body is read before returning. Either way within ``deadline_s``.
 
         Raises:
+            PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
+                deadline starts: waiting for a turn is the gateway's saturation).
             UpstreamStatusError: the upstream answered a non-2xx status (its body is kept for
                 relaying 4xx answers about the client's request).
             UpstreamTimeoutError: the deadline passed (or a connect or read timeout).
-            UpstreamConnectError, PoolExhaustedError: transport failures.
+            UpstreamConnectError: the connection was refused or dropped.
         """
+        await self._slots.acquire()
+        handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                return await self._send(body, stream=stream, request_id=request_id)
+                response = await self._send(body, stream=stream, request_id=request_id)
+            if stream:
+                self._slots.release_on_close(response)
+                handed_over = True
+            return response
         except TimeoutError:
             raise self._past_deadline() from None
+        finally:
+            if not handed_over:
+                self._slots.release()
 
     async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
         """POST a streaming chat completion and read it up to its first data event, within
@@ -134,9 +149,13 @@ class UpstreamClient:
             UpstreamStatusError, UpstreamTimeoutError, UpstreamConnectError, PoolExhaustedError:
                 as :meth:`send`.
         """
+        await self._slots.acquire()
+        handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
                 response = await self._send(body, stream=True, request_id=request_id)
+                self._slots.release_on_close(response)
+                handed_over = True
                 try:
                     return await read_first_event(response, self.name, self.max_event_bytes)
                 except BaseException:
@@ -144,6 +163,9 @@ class UpstreamClient:
                     raise
         except TimeoutError:
             raise self._past_deadline() from None
+        finally:
+            if not handed_over:
+                self._slots.release()
 
     def _past_deadline(self) -> UpstreamTimeoutError:
         return UpstreamTimeoutError(
