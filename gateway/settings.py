@@ -97,6 +97,18 @@ class Settings(BaseSettings):
         False, description="Serve the data plane without client keys (never in production)."
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Request line plus headers at most; a larger head gets 431 and the "
+        "connection is closed.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Time for a request's headers to arrive, from the connection's start (or the "
+        "request's first byte on a kept-alive connection); then the connection is closed.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
 

@@ -116,7 +116,6 @@ def serve(
     status = run_server(
         settings,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         log_config=None,
         log_level=settings.log_level,

@@ -13,8 +13,10 @@ Two guarantees on top of ``uvicorn.run``:
   SIGINT also arms a watchdog: if the process is still there ``shutdown_grace_s`` plus
   :data:`SHUTDOWN_MARGIN_S` seconds later, it exits with status 1.
 
-With several workers uvicorn's supervisor binds first already; the watchdog is not installed in
-its worker processes (uvicorn builds those servers itself).
+The socket is bound the same way with several workers (uvicorn's supervisor then starts them);
+the watchdog is not installed in worker processes (uvicorn builds those servers itself). The
+HTTP protocol is :class:`~gateway.cli.http_protocol.LimitedHttpToolsProtocol`: httptools with
+bounds on request-head size and time.
 """
 
 from __future__ import annotations
@@ -27,16 +29,28 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
+from gateway.cli.http_protocol import HeadLimits
 from gateway.settings import Settings
 
-__all__ = ["SHUTDOWN_MARGIN_S", "run_server"]
+__all__ = ["SHUTDOWN_MARGIN_S", "ServerConfig", "run_server"]
 
 SHUTDOWN_MARGIN_S = 5.0
 """Time allowed after the drain (``shutdown_grace_s``) for the lifespan's own shutdown."""
 
 EXIT_FORCED = 1
 """Exit status of a failed bind and of a process the watchdog ended."""
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config plus the request-head limits that
+    :class:`~gateway.cli.http_protocol.LimitedHttpToolsProtocol` reads (it travels to worker
+    processes with the config)."""
+
+    def __init__(self, app: str, *, head_limits: HeadLimits, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.head_limits = head_limits
 
 
 class _Server(uvicorn.Server):
@@ -75,23 +89,27 @@ def run_server(settings: Settings, **uvicorn_options: Any) -> int:
 
     A failed bind returns 1 at once (uvicorn logs why), before the app is started.
     """
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": settings.host,
-        "port": settings.port,
-        "workers": settings.workers,
-        "timeout_graceful_shutdown": int(settings.shutdown_grace_s) or None,
-        "lifespan": "on",
+    config = ServerConfig(
+        "gateway.app:app_from_environment",
+        head_limits=HeadLimits(settings.max_header_bytes, settings.header_timeout_s),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        http="gateway.cli.http_protocol:LimitedHttpToolsProtocol",
+        # The same bound for uvicorn's h11 parser, should anyone run the app with it.
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        lifespan="on",
         **uvicorn_options,
-    }
-    if settings.workers > 1:  # the supervisor binds before it starts any worker
-        uvicorn.run("gateway.app:app_from_environment", **options)
-        return 0
-    config = uvicorn.Config("gateway.app:app_from_environment", **options)
+    )
     try:
         sock = config.bind_socket()
     except SystemExit:  # uvicorn logged why (e.g. address already in use); nothing started
         return EXIT_FORCED
+    if settings.workers > 1:  # as uvicorn.run does: a supervisor and worker processes
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
     server = _Server(config, settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
     server.run(sockets=[sock])
     return 0 if server.started else 1

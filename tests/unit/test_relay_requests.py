@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.api.openai import MAX_SUBJECT_CHARS
 from tests.inprocess import (
     CLIENT_KEY,
     ScriptedStream,
@@ -162,3 +163,16 @@ async def test_a_client_gone_during_a_unary_call_cancels_the_upstream_call_and_r
     assert [(e["request_id"], e["status"], e.get("client_disconnected")) for e in completed] == [
         ("gone-unary", 499, True)
     ]
+
+
+async def test_an_overlong_subject_header_is_a_400_naming_the_header(tmp_path: Path) -> None:
+    """A 1 MB x-gateway-subject is refused (400, param names the header), not bucketed; a
+    subject of the maximum length is fine."""
+    async with in_process_gateway(tmp_path, ok) as g:
+        response = await g.chat(headers={"x-gateway-subject": "u" * 1_000_000})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["type"], error["param"]) == ("invalid_request_error", "x-gateway-subject")
+        assert g.metric("gateway_requests_total", status="400") == 1
+        fine = await g.chat(headers={"x-gateway-subject": "u" * MAX_SUBJECT_CHARS})
+        assert fine.status_code == 200
