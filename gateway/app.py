@@ -109,7 +109,11 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         poll_interval_s=settings.flag_poll_interval_s,
     )
     flags = FlagService(config, store, metrics, logger)
-    upstreams = UpstreamPool(config.upstreams, settings.upstream)
+    upstreams = UpstreamPool(
+        config.upstreams,
+        settings.upstream,
+        other_secrets=[*client_keys.values(), *admin_keys.values()],
+    )
     latch = LatchedFlags(flags)
     replica = new_replica_id(settings.replica_id)
     guard = Guard(config.routes)
@@ -203,7 +207,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
         else:
             mapped = ClientError(str(exc.detail))
             mapped.status_code = exc.status_code
-        return _error_response(request, mapped)
+        return _error_response(request, mapped, exc.headers)  # e.g. Allow on a 405
 
     def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         gw.logger.error(
@@ -253,9 +257,15 @@ def _validation_error(exc: ValidationException) -> InvalidRequestError:
     return InvalidRequestError(message, param=param)
 
 
-def _error_response(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+def _error_response(
+    request: Request[Any, Any, Any],
+    exc: GatewayError,
+    extra_headers: dict[str, str] | None = None,
+) -> Response[bytes]:
     headers = {"x-request-id": new_request_id(request.headers.get("x-request-id"))}
     headers.update(exc.headers())
+    if extra_headers:
+        headers.update(extra_headers)
     return Response(
         exc.to_body(),
         status_code=exc.status_code,

@@ -43,6 +43,7 @@ FAILOVER_REASONS: tuple[FailoverReason, ...] = (
     "5xx",
     "429",
     "invalid_response",
+    "pool_exhausted",
 )
 MAX_WEIGHT = 100_000
 
@@ -57,6 +58,12 @@ class UpstreamConfig(_Strict):
     base_url: str = Field(description="Up to and including /v1, e.g. https://api.openai.com/v1")
     api_key_env: str | None = Field(None, description="Environment variable holding the key.")
     timeout_s: float = Field(30.0, gt=0, description="Read timeout in seconds.")
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="Whole-call deadline in seconds: a unary answer in full, a stream up to its "
+        "first event (default: 4 x timeout_s).",
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra static headers.")
 
     @field_validator("base_url")

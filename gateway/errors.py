@@ -18,6 +18,7 @@
         ├── UpstreamTimeoutError       504 no answer within the upstream's timeout
         ├── UpstreamStatusError        upstream answered an error status (relayed or 502/503/504)
         ├── UpstreamProtocolError      502 the upstream's answer is not valid OpenAI JSON / SSE
+        │   └── UpstreamEventTooLargeError  502 one SSE event over the size limit
         └── PoolExhaustedError         503 no free upstream connection within the pool timeout
     StoreUnavailableError              503 the flag store cannot be written right now
 
@@ -50,13 +51,14 @@ __all__ = [
     "UnprocessableError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamEventTooLargeError",
     "UpstreamProtocolError",
     "UpstreamStatusError",
     "UpstreamTimeoutError",
     "error_body",
 ]
 
-FailoverReason = Literal["connect", "timeout", "5xx", "429", "invalid_response"]
+FailoverReason = Literal["connect", "timeout", "5xx", "429", "invalid_response", "pool_exhausted"]
 """Why an upstream attempt failed, in the vocabulary of a route's ``failover_on`` list."""
 
 
@@ -214,13 +216,25 @@ class UpstreamProtocolError(UpstreamError):
     failover_reason = "invalid_response"
 
 
+class UpstreamEventTooLargeError(UpstreamProtocolError):
+    """502: one SSE event of the upstream's stream is larger than
+    ``GATEWAY_UPSTREAM__MAX_EVENT_BYTES``; the stream is ended and the upstream closed."""
+
+    default_code = "upstream_event_too_large"
+
+
 class PoolExhaustedError(UpstreamError):
-    """503: every pooled connection to the upstream stayed busy for the pool timeout."""
+    """503: every pooled connection to the upstream stayed busy for the pool timeout.
+
+    The gateway's own saturation, not the upstream's failure: its failover reason is
+    ``pool_exhausted`` (taken only to a fallback on another upstream, whose pool is not the
+    exhausted one), and the guard never counts it against the variant.
+    """
 
     status_code = 503
     error_type = "server_error"
-    default_code = "upstream_pool_exhausted"
-    failover_reason = "connect"
+    default_code = "pool_exhausted"
+    failover_reason = "pool_exhausted"
 
 
 class UpstreamStatusError(UpstreamError):

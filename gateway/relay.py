@@ -29,7 +29,9 @@ from gateway.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
+    PoolExhaustedError,
     UpstreamError,
+    UpstreamEventTooLargeError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
@@ -39,19 +41,32 @@ from gateway.routing import Decision, FlagSource, FlagState, decide
 from gateway.routing.payload import build_payload
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
-    SSEDecoder,
     UpstreamPool,
     decode_chunk,
     decode_completion,
     sse_error_event,
     translate_transport_error,
 )
-from gateway.upstream.sse import DONE, event_data
+from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
+from gateway.upstream.stream_start import OpenedStream
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "CallContext", "ChatRelay", "Reply", "parse_chat_request"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "MAX_JSON_DEPTH",
+    "CallContext",
+    "ChatRelay",
+    "Reply",
+    "parse_chat_request",
+]
 
 CLIENT_CLOSED_REQUEST = 499
-"""Status recorded (never sent) when the client went away mid-stream, as nginx logs it."""
+"""Status recorded (never sent) when the client went away before its answer was complete, as
+nginx logs it. The guard never counts it against a variant."""
+
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects accepted in a request body. Deeper bodies are a 400:
+nothing in the Chat Completions API nests this deep (a tool's JSON schema rarely passes 20),
+and Python-level recursion (decoding, encoding, logging) must stay far from its limit."""
 
 _FAILOVER = Decision("fallback", "failover")
 _PASSTHROUGH = Decision("fallback", "passthrough")
@@ -90,8 +105,9 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
         The whole body as a dict (forwarded) and its validated head.
 
     Raises:
-        InvalidRequestError: not JSON, not an object, a required field missing, a wrong type,
-            or an empty ``messages`` list; ``param`` names the field.
+        InvalidRequestError: not JSON, nested deeper than :data:`MAX_JSON_DEPTH`, not an
+            object, a required field missing, a wrong type, or an empty ``messages`` list;
+            ``param`` names the field.
     """
     try:
         body = _decode_json(raw)
@@ -100,6 +116,10 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
         ) from None
+    except RecursionError:  # msgspec stops at Python's recursion limit (~1,000 levels)
+        raise _too_deep() from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nested_deeper(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     try:
@@ -118,6 +138,28 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
             param="messages",
         )
     return body, head
+
+
+def _too_deep() -> InvalidRequestError:
+    return InvalidRequestError(
+        f"The JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and "
+        "objects are accepted."
+    )
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` levels (iterative: a deep
+    value cannot exhaust the stack). Called only when the body has more brackets than
+    ``limit``, so ordinary requests never pay for the walk."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass(slots=True)
@@ -184,8 +226,13 @@ class ChatRelay:
         rec.error_code = exc.code
         self._finish(rec)
         headers = {"x-request-id": rec.request_id, **exc.headers()}
+        # The routing headers say as much as was decided before the error.
         if rec.route is not None:
             headers["x-gateway-route"] = rec.route
+        if rec.variant is not None:
+            headers["x-gateway-variant"] = rec.variant
+        if rec.decision is not None:
+            headers["x-gateway-decision"] = rec.decision
         return Reply(exc.status_code, headers, exc.to_body())
 
     def _finish(self, rec: RequestRecord) -> None:
@@ -220,6 +267,13 @@ class ChatRelay:
             return await self._unary(route, variant, decision, body, rec, ctx)
         except GatewayError as exc:
             return self.reject(rec, exc)
+        except asyncio.CancelledError:
+            # The client hung up before its answer (unary) or its first event (stream): the
+            # upstream call is cancelled with us.
+            rec.status = CLIENT_CLOSED_REQUEST
+            rec.client_disconnected = True
+            self._finish(rec)
+            raise
         finally:
             if inflight is not None:
                 inflight.dec()
@@ -287,20 +341,23 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
         stream: bool,
-    ) -> tuple[Variant, Decision, httpx.Response, Any]:
+    ) -> tuple[Variant, Decision, Any, Any]:
         """Call the variant's upstream; on a failure the route fails over on, call the fallback.
 
-        Returns the variant and decision that answered, the open response, and for unary calls
-        the decoded completion view.
+        Returns the variant and decision that answered, then for unary calls the response and
+        its decoded completion view, for streams the :class:`OpenedStream` (first event read
+        and checked, so an invalid stream fails over like an invalid unary answer) and None.
         """
         while True:
             payload = build_payload(route, variant, body, stream)
             client = self._upstreams[variant.upstream]
             t0 = self._clock()
             try:
-                response = await client.send(payload, stream=stream, request_id=ctx.request_id)
                 view = None
-                if not stream:
+                if stream:
+                    response: Any = await client.open_stream(payload, request_id=ctx.request_id)
+                else:
+                    response = await client.send(payload, stream=False, request_id=ctx.request_id)
                     try:
                         view = decode_completion(response.content)
                     except msgspec.DecodeError:
@@ -308,9 +365,18 @@ class ChatRelay:
                             f"upstream '{variant.upstream}' answered with invalid JSON",
                             upstream=variant.upstream,
                         ) from None
+            except asyncio.CancelledError:
+                rec.upstream_seconds += self._clock() - t0
+                self._answered_by(rec, route, variant, decision)  # the log names who was asked
+                raise
             except UpstreamError as exc:
                 spent = self._clock() - t0
                 rec.upstream_seconds += spent
+                if isinstance(exc, UpstreamEventTooLargeError):
+                    self._metrics.events_too_large_by_upstream[variant.upstream].inc()
+                elif isinstance(exc, PoolExhaustedError):
+                    self._metrics.pool_exhausted_by_upstream[variant.upstream].inc()
+                    rec.pool_exhausted = True  # the guard leaves this request out
                 if not self._should_failover(route, variant, decision, exc):
                     self._answered_by(rec, route, variant, decision)
                     raise
@@ -340,12 +406,19 @@ class ChatRelay:
     def _should_failover(
         route: Route, variant: Variant, decision: Decision, exc: UpstreamError
     ) -> bool:
+        """Whether the fallback should answer after ``exc``: the candidate failed on a reason
+        in the route's ``failover_on``. An exhausted pool fails over only to a fallback on
+        another upstream; the same pool would keep it waiting again, for nothing."""
         return (
             decision.reason not in ("override", "failover", "passthrough")
             and variant.name == route.candidate
             and route.candidate != route.fallback
             and exc.failover_reason is not None
             and exc.failover_reason in route.failover_on
+            and (
+                exc.failover_reason != "pool_exhausted"
+                or route.variants[route.fallback].upstream != variant.upstream
+            )
         )
 
     def _count_failover(self, route: str, reason: str) -> None:
@@ -429,53 +502,68 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
     ) -> Reply:
-        variant, decision, response, _ = await self._attempt(
+        variant, decision, opened, _ = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=True
         )
         rec.priced = variant.priced
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
         headers = self._headers(rec, variant, decision)
         headers.update(_SSE_HEADERS)
-        events = self._relay_events(response, variant, rec, wants_usage, body)
+        events = self._relay_events(opened, variant, rec, wants_usage, body)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay_events(
         self,
-        response: httpx.Response,
+        opened: OpenedStream,
         variant: Variant,
         rec: RequestRecord,
         wants_usage: bool,
         body: dict[str, Any],
     ) -> AsyncIterator[bytes]:
-        """Relay upstream SSE events as they arrive; end in ``[DONE]`` or an error event."""
-        decoder = SSEDecoder()
+        """Relay upstream SSE events as they arrive (first those read while opening the
+        stream); end in ``[DONE]`` or an error event."""
+        response, decoder, chunks = opened.response, opened.decoder, opened.chunks
+        first: list[bytes] | None = opened.events
         parts: list[str] = []
         done = False
         failed: GatewayError | None = None
         clock = self._clock
-        chunks = response.aiter_raw().__aiter__()
         try:
             while True:
-                t0 = clock()
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
+                if first is not None:
+                    events, first = first, None
+                else:
+                    t0 = clock()
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        rec.add_upstream(clock() - t0)
+                        break
+                    except httpx.HTTPError as exc:
+                        rec.add_upstream(clock() - t0)
+                        failed = translate_transport_error(exc, variant.upstream)
+                        if not isinstance(failed, UpstreamTimeoutError):
+                            failed = UpstreamProtocolError(
+                                f"upstream '{variant.upstream}' broke the stream off before "
+                                "completion",
+                                upstream=variant.upstream,
+                                code="stream_interrupted",
+                            )
+                        break
                     rec.add_upstream(clock() - t0)
-                    break
-                except httpx.HTTPError as exc:
-                    rec.add_upstream(clock() - t0)
-                    failed = translate_transport_error(exc, variant.upstream)
-                    if not isinstance(failed, UpstreamTimeoutError):
-                        failed = UpstreamProtocolError(
-                            f"upstream '{variant.upstream}' broke the stream off before completion",
+                    if done:
+                        continue
+                    try:
+                        events = decoder.feed(chunk)
+                    except SSEEventTooLarge as exc:
+                        self._metrics.events_too_large_by_upstream[variant.upstream].inc()
+                        failed = UpstreamEventTooLargeError(
+                            f"upstream '{variant.upstream}' sent a stream event larger than "
+                            f"{exc.limit} bytes",
                             upstream=variant.upstream,
-                            code="stream_interrupted",
                         )
-                    break
-                rec.add_upstream(clock() - t0)
-                if done:
-                    continue
-                for event in decoder.feed(chunk):
+                        break
+                for event in events:
                     data = event_data(event)
                     if data is None:
                         yield event + b"\n\n"
@@ -498,7 +586,7 @@ class ChatRelay:
                             upstream=variant.upstream,
                             code="upstream_stream_error",
                         )
-                        yield event + b"\n\n"
+                        yield self._upstreams.redactor.bytes(event) + b"\n\n"
                         break
                     if view.usage is not None:
                         rec.input_tokens = view.usage.prompt_tokens

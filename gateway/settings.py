@@ -45,6 +45,12 @@ class UpstreamSettings(BaseModel):
     keepalive_expiry_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a free connection, then 503.")
+    max_event_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest SSE event relayed from an upstream stream; a larger one ends the "
+        "stream with an error event and closes the upstream.",
+    )
 
 
 class Settings(BaseSettings):
@@ -103,6 +109,18 @@ class Settings(BaseSettings):
         False, description="Serve the data plane without client keys (never in production)."
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Request line plus headers at most; a larger head gets 431 and the "
+        "connection is closed.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Time for a request's headers to arrive, from the connection's start (or the "
+        "request's first byte on a kept-alive connection); then the connection is closed.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
 

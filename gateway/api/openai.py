@@ -16,13 +16,22 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
+from gateway.api.disconnect import until_disconnected
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
-from gateway.relay import CallContext, Reply
+from gateway.relay import CLIENT_CLOSED_REQUEST, CallContext, Reply
 from gateway.telemetry import RequestRecord
 
-__all__ = ["FeedbackRequest", "new_request_id", "openai_handlers", "parse_feedback"]
+__all__ = [
+    "MAX_SUBJECT_CHARS",
+    "FeedbackRequest",
+    "new_request_id",
+    "openai_handlers",
+    "parse_feedback",
+]
 
 _MAX_REQUEST_ID = 128
+MAX_SUBJECT_CHARS = 256
+"""Longest ``x-gateway-subject`` accepted (it is hashed for bucketing; longer is a mistake)."""
 
 
 def new_request_id(given: str | None) -> str:
@@ -59,6 +68,12 @@ def openai_handlers(gw: Any) -> list[Any]:
         ctx = CallContext(new_request_id(headers.get("x-request-id")), started)
         try:
             ctx.key_name = keys.authenticate(headers.get("authorization"))
+            ctx.subject = headers.get("x-gateway-subject")
+            if ctx.subject is not None and len(ctx.subject) > MAX_SUBJECT_CHARS:
+                raise InvalidRequestError(
+                    f"x-gateway-subject is longer than {MAX_SUBJECT_CHARS} characters.",
+                    param="x-gateway-subject",
+                )
             try:
                 raw = await request.body()
             except HTTPException as exc:
@@ -70,9 +85,11 @@ def openai_handlers(gw: Any) -> list[Any]:
         except GatewayError as exc:
             return to_response(relay.reject(RequestRecord(ctx.request_id, started), exc))
         ctx.may_override = ctx.key_name in override_keys
-        ctx.subject = headers.get("x-gateway-subject")
         ctx.forced_variant = headers.get("x-gateway-variant")
-        return to_response(await relay.complete(raw, ctx))
+        reply = await until_disconnected(request.receive, relay.complete(raw, ctx))
+        if reply is None:  # the relay recorded the 499; nobody is left to send it to
+            return Response(b"", status_code=CLIENT_CLOSED_REQUEST)
+        return to_response(reply)
 
     @get("/v1/models", include_in_schema=False)
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:

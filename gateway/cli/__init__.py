@@ -109,25 +109,19 @@ def serve(
         if value is not None:
             os.environ[f"GATEWAY_{name}"] = str(value)
     settings = _validated_settings()
-    import uvicorn  # noqa: PLC0415
-
+    from gateway.cli.server import run_server  # noqa: PLC0415
     from gateway.telemetry import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "gateway.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
+    status = run_server(
+        settings,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
-        lifespan="on",
     )
+    if status:
+        raise typer.Exit(status)
 
 
 def _validated_settings() -> Settings:

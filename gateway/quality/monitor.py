@@ -74,6 +74,8 @@ class QualityMonitor:
     def count_failed_attempt(self, rec: RequestRecord, route: Route) -> None:
         """The candidate's answer was not used (upstream error, or a failed check with
         ``on_violation: fallback``): count it against the candidate now."""
+        if rec.pool_exhausted:  # the gateway's saturation, not the candidate's failure
+            return
         if rec.rollout_id is not None and rec.decision in GUARDED_DECISIONS:
             self.guard.observe(route.name, rec.rollout_id, "candidate", True)
 
@@ -85,6 +87,8 @@ class QualityMonitor:
         if self.too_slow(rec.route, duration_s):
             failed = True
         guarded = rec.rollout_id is not None and rec.decision in GUARDED_DECISIONS
+        if rec.pool_exhausted:  # the gateway's saturation says nothing about either variant
+            guarded = False
         if guarded and rec.status != 499:
             assert rec.rollout_id is not None
             self.guard.observe(rec.route, rec.rollout_id, rec.role, failed)  # type: ignore[arg-type]

@@ -178,6 +178,25 @@ class Metrics:
             "decides on route-wide totals), 0 while it adds only this replica's outcomes.",
             registry=r,
         )
+        self.events_too_large = Counter(
+            "gateway_upstream_events_too_large",
+            "Upstream streams ended because one SSE event exceeded the size limit.",
+            ["upstream"],
+            registry=r,
+        )
+        self.events_too_large_by_upstream = {
+            name: self.events_too_large.labels(name) for name in config.upstreams
+        }
+        self.pool_exhausted = Counter(
+            "gateway_pool_exhausted",
+            "Upstream calls that found no free pooled connection within the pool timeout "
+            "(the gateway's saturation; never counted against a variant by the guard).",
+            ["upstream"],
+            registry=r,
+        )
+        self.pool_exhausted_by_upstream = {
+            name: self.pool_exhausted.labels(name) for name in config.upstreams
+        }
         self.variants: dict[tuple[str, str], VariantMetrics] = {}
         self.inflight_by_route: dict[str, Any] = {}
         for route in config.routes.values():

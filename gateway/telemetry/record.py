@@ -43,6 +43,9 @@ class RequestRecord:
     role: str | None = None
     rollout_id: str | None = None
     checks_failed: list[str] | None = None
+    pool_exhausted: bool = False
+    """An upstream pool had no free connection in time: the gateway's saturation, so the guard
+    leaves this request out (see :meth:`gateway.quality.monitor.QualityMonitor.settle`)."""
     completion: str | None = None
     prompt: Any = None
     """The client's messages, kept only when payload logging is on."""

@@ -6,8 +6,12 @@ way callers see httpx's interface, and every transport exception leaves this mod
 :class:`~gateway.errors.UpstreamError`.
 
 Limits are set on purpose: ``max_connections`` per upstream, a connect timeout, a pool timeout
-(waiting for a free connection ends in 503 instead of queueing forever) and the upstream's own
-read timeout (``timeout_s`` in the routes file, time allowed between two reads).
+(waiting for a free connection ends in 503 ``pool_exhausted`` instead of queueing forever,
+counted by :mod:`gateway.upstream.slots` so it is never mistaken for a timeout), the upstream's own
+read timeout (``timeout_s`` in the routes file, time allowed between two reads) and a deadline
+for the whole call (``deadline_s``, default four read timeouts: a unary answer in full, a stream
+up to its first event), so an upstream trickling one byte per read timeout cannot hold a request
+for ever.
 
 Requests go straight to the transport with headers, URL and timeouts prepared once: the
 ``AsyncClient`` machinery around it (per-request URL parsing and header merging, an auth flow, a
@@ -18,30 +22,62 @@ cookies must not be kept and replayed across different clients' requests anyway.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterable
 
 import httpx
 
 from gateway.config import UpstreamConfig
-from gateway.errors import ConfigError, UpstreamStatusError
+from gateway.errors import ConfigError, UpstreamStatusError, UpstreamTimeoutError
 from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
+from gateway.upstream.redact import Redactor
+from gateway.upstream.slots import ConnectionSlots
+from gateway.upstream.stream_start import OpenedStream, read_first_event
 
 __all__ = ["UpstreamClient", "UpstreamPool"]
 
 _MAX_ERROR_BODY = 64 * 1024
+DEADLINE_READ_TIMEOUTS = 4
+"""Default ``deadline_s``: this many read timeouts (``timeout_s``)."""
 
 
 class UpstreamClient:
     """One upstream: its pooled client and its credentials (never the client's)."""
 
-    __slots__ = ("_client", "_headers", "_timeout", "_transport", "_url", "name", "url")
+    __slots__ = (
+        "_client",
+        "_headers",
+        "_redactor",
+        "_slots",
+        "_timeout",
+        "_transport",
+        "_url",
+        "deadline_s",
+        "max_event_bytes",
+        "name",
+        "url",
+    )
 
     def __init__(
-        self, name: str, config: UpstreamConfig, settings: UpstreamSettings, api_key: str | None
+        self,
+        name: str,
+        config: UpstreamConfig,
+        settings: UpstreamSettings,
+        api_key: str | None,
+        *,
+        redactor: Redactor | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``redactor`` removes secrets from relayed error bodies (default: this upstream's
+        key); ``transport`` replaces the configured one (tests: ``httpx.MockTransport``)."""
         self.name = name
+        self._redactor = redactor or Redactor([api_key] if api_key else [])
         self.url = config.base_url + "/chat/completions"
+        self.max_event_bytes = settings.max_event_bytes
+        self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
+        self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -56,8 +92,9 @@ class UpstreamClient:
             write=config.timeout_s,
             pool=settings.pool_timeout_s,
         )
-        transport: httpx.AsyncBaseTransport
-        if settings.transport == "aiohttp":
+        if transport is not None:
+            pass
+        elif settings.transport == "aiohttp":
             from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 -- optional transport
 
             transport = AiohttpTransport(limits=limits)
@@ -77,13 +114,66 @@ class UpstreamClient:
         """POST a chat completion; return the open response once its status is 2xx.
 
         With ``stream`` the body is not read: the caller iterates it and must ``aclose()`` it.
-        Without, the body is read before returning.
+        Without, the body is read before returning. Either way within ``deadline_s``.
 
         Raises:
+            PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
+                deadline starts: waiting for a turn is the gateway's saturation).
             UpstreamStatusError: the upstream answered a non-2xx status (its body is kept for
                 relaying 4xx answers about the client's request).
-            UpstreamConnectError, UpstreamTimeoutError, PoolExhaustedError: transport failures.
+            UpstreamTimeoutError: the deadline passed (or a connect or read timeout).
+            UpstreamConnectError: the connection was refused or dropped.
         """
+        await self._slots.acquire()
+        handed_over = False
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                response = await self._send(body, stream=stream, request_id=request_id)
+            if stream:
+                self._slots.release_on_close(response)
+                handed_over = True
+            return response
+        except TimeoutError:
+            raise self._past_deadline() from None
+        finally:
+            if not handed_over:
+                self._slots.release()
+
+    async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
+        """POST a streaming chat completion and read it up to its first data event, within
+        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller closes
+        ``response`` of the result.
+
+        Raises:
+            UpstreamProtocolError: 2xx but not a valid event stream (failover ``invalid_response``).
+            UpstreamStatusError, UpstreamTimeoutError, UpstreamConnectError, PoolExhaustedError:
+                as :meth:`send`.
+        """
+        await self._slots.acquire()
+        handed_over = False
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                response = await self._send(body, stream=True, request_id=request_id)
+                self._slots.release_on_close(response)
+                handed_over = True
+                try:
+                    return await read_first_event(response, self.name, self.max_event_bytes)
+                except BaseException:
+                    await response.aclose()
+                    raise
+        except TimeoutError:
+            raise self._past_deadline() from None
+        finally:
+            if not handed_over:
+                self._slots.release()
+
+    def _past_deadline(self) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"upstream '{self.name}' did not answer within its deadline of {self.deadline_s:g} s",
+            upstream=self.name,
+        )
+
+    async def _send(self, body: bytes, *, stream: bool, request_id: str) -> httpx.Response:
         request = httpx.Request(
             "POST",
             self._url,
@@ -119,6 +209,7 @@ class UpstreamClient:
         await response.aclose()
         if not body.lstrip().startswith(b"{"):
             body = b""
+        body = self._redactor.bytes(body)
         return UpstreamStatusError(
             f"upstream '{self.name}' answered HTTP {response.status_code}",
             upstream=self.name,
@@ -132,9 +223,19 @@ class UpstreamClient:
 
 
 class UpstreamPool:
-    """All upstream clients, built from the routes file; keys read from the environment."""
+    """All upstream clients, built from the routes file; keys read from the environment.
 
-    def __init__(self, upstreams: dict[str, UpstreamConfig], settings: UpstreamSettings) -> None:
+    ``redactor`` removes every upstream key and every one of ``other_secrets`` (the client and
+    admin keys) from what is relayed of upstream errors.
+    """
+
+    def __init__(
+        self,
+        upstreams: dict[str, UpstreamConfig],
+        settings: UpstreamSettings,
+        *,
+        other_secrets: Iterable[str] = (),
+    ) -> None:
         problems = [
             f"upstreams.{name}.api_key_env: environment variable {cfg.api_key_env} is not set "
             "(export it, or remove api_key_env for an upstream without a key)"
@@ -143,10 +244,13 @@ class UpstreamPool:
         ]
         if problems:
             raise ConfigError(problems)
+        keys = {
+            name: os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+            for name, cfg in upstreams.items()
+        }
+        self.redactor = Redactor([*(k for k in keys.values() if k), *other_secrets])
         self.clients = {
-            name: UpstreamClient(
-                name, cfg, settings, os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-            )
+            name: UpstreamClient(name, cfg, settings, keys[name], redactor=self.redactor)
             for name, cfg in upstreams.items()
         }
 

@@ -18,6 +18,7 @@ __all__ = [
     "ChunkView",
     "CompletionView",
     "SSEDecoder",
+    "SSEEventTooLarge",
     "Usage",
     "decode_chunk",
     "decode_completion",
@@ -84,32 +85,95 @@ def decode_completion(body: bytes) -> CompletionView:
     return _completion_decoder.decode(body)
 
 
+class SSEEventTooLarge(ValueError):
+    """One event grew past the decoder's ``max_event_bytes`` (the relay ends the stream)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an SSE event is larger than {limit} bytes")
+        self.limit = limit
+
+
 class SSEDecoder:
     """Split a byte stream into SSE events (blocks separated by a blank line).
 
     ``feed`` returns the complete events in the bytes seen so far, each without its terminating
     blank line; a partial event waits for the next chunk. CRLF line ends are normalised to LF.
+
+    Work is linear in the bytes fed: each chunk is normalised and scanned once for the separator
+    (one byte of overlap with the previous chunk aside) and kept as a piece; an event's pieces
+    are joined once, when its blank line arrives. Nothing is re-copied as a partial event grows,
+    so one chunk costs time in proportion to its own size (and the join of an event it ends).
+    ``scanned`` counts the bytes searched, so tests can prove this without a clock.
+
+    Raises:
+        SSEEventTooLarge: from ``feed``, when an event (complete or still partial) is longer
+            than ``max_event_bytes``. The decoder is then unusable; the stream must end.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_carry_cr", "_max", "_pieces", "_size", "scanned")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._pieces: list[bytes] = []  # the partial event, never containing a separator
+        self._size = 0
+        self._carry_cr = False
+        self._max = max_event_bytes
+        self.scanned = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        if b"\n\n" not in buffer:
-            self._buffer = buffer
+        if self._carry_cr:  # a CR held back from the previous chunk: it may start a CRLF
+            chunk = b"\r" + chunk
+            self._carry_cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._carry_cr = True
+        if b"\r\n" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        if not chunk:
             return []
-        *events, self._buffer = buffer.split(b"\n\n")
-        return [e for e in events if e]
+        pieces = self._pieces
+        events: list[bytes] = []
+        at = 0
+        if pieces and chunk[0] == 0x0A and pieces[-1][-1] == 0x0A:
+            # The separator straddles the previous chunk and this one.
+            pieces[-1] = pieces[-1][:-1]
+            self._emit(events, b"")
+            at = 1
+        self.scanned += len(chunk) - at
+        while True:
+            end = chunk.find(b"\n\n", at)
+            if end < 0:
+                break
+            self._emit(events, chunk[at:end])
+            at = end + 2
+        if at < len(chunk):
+            rest = chunk[at:] if at else chunk
+            pieces.append(rest)
+            self._size += len(rest)
+            self._check(self._size)
+        return events
+
+    def _emit(self, events: list[bytes], tail: bytes) -> None:
+        """End the partial event with ``tail`` and add it to ``events`` unless it is empty."""
+        pieces = self._pieces
+        if pieces:
+            pieces.append(tail)
+            event = b"".join(pieces)
+            pieces.clear()
+            self._size = 0
+        else:
+            event = tail
+        if event:
+            self._check(len(event))
+            events.append(event)
+
+    def _check(self, size: int) -> None:
+        if self._max is not None and size > self._max:
+            raise SSEEventTooLarge(self._max)
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet terminated (non-empty when a stream was cut)."""
-        return self._buffer
+        return b"".join(self._pieces) + (b"\r" if self._carry_cr else b"")
 
 
 def event_data(event: bytes) -> bytes | None:

@@ -80,7 +80,7 @@ def test_explicit_code_overrides_the_class_default() -> None:
             "upstream_error",
             "upstream_invalid_response",
         ),
-        (PoolExhaustedError("x", upstream="u"), 503, "server_error", "upstream_pool_exhausted"),
+        (PoolExhaustedError("x", upstream="u"), 503, "server_error", "pool_exhausted"),
         (StoreUnavailableError("x"), 503, "server_error", "flag_store_unavailable"),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, GatewayError) else None,
@@ -100,7 +100,7 @@ def test_each_error_class_has_the_documented_status_type_and_code(
         (UpstreamConnectError("x", upstream="u"), "connect"),
         (UpstreamTimeoutError("x", upstream="u"), "timeout"),
         (UpstreamProtocolError("x", upstream="u"), "invalid_response"),
-        (PoolExhaustedError("x", upstream="u"), "connect"),
+        (PoolExhaustedError("x", upstream="u"), "pool_exhausted"),
     ],
 )
 def test_upstream_errors_carry_their_failover_reason(exc: Any, reason: str) -> None:

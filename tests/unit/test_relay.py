@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidRequestError
-from gateway.relay import parse_chat_request
+from gateway.relay import MAX_JSON_DEPTH, parse_chat_request
 
 MESSAGES = [{"role": "user", "content": "my invoice is wrong"}]
 
@@ -109,3 +109,36 @@ def test_empty_messages_is_rejected_with_param_messages() -> None:
         parse_chat_request(raw(model="m", messages=[]))
     assert info.value.param == "messages"
     assert "empty array" in info.value.message
+
+
+def nested(depth: int) -> str:
+    """A JSON value of ``depth`` levels: arrays inside arrays, with an object in the middle."""
+    half = depth // 2
+    return (
+        "[" * half
+        + '{"k": '
+        + "[" * (depth - half - 1)
+        + "1"
+        + "]" * (depth - half - 1)
+        + "}"
+        + "]" * half
+    )
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 100_000])
+def test_a_body_nested_deeper_than_the_limit_is_a_400(depth: int) -> None:
+    """Deep nesting anywhere in the body (here a forwarded field) is a 400 saying so, never
+    a RecursionError: 1,000 levels used to escape as a 500."""
+    body = f'{{"model": "m", "messages": {json.dumps(MESSAGES)}, "extra": {nested(depth)}}}'
+    with pytest.raises(InvalidRequestError) as info:
+        parse_chat_request(body.encode())
+    assert info.value.status_code == 400
+    assert "nested too deeply" in info.value.message
+
+
+def test_a_body_nested_exactly_to_the_limit_is_accepted() -> None:
+    """The body object itself is level 1: a value of MAX_JSON_DEPTH - 1 levels inside it fits."""
+    value = nested(MAX_JSON_DEPTH - 1)
+    body = f'{{"model": "m", "messages": {json.dumps(MESSAGES)}, "extra": {value}}}'
+    parsed, _ = parse_chat_request(body.encode())
+    assert "extra" in parsed

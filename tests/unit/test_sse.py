@@ -10,6 +10,7 @@ import pytest
 from gateway.upstream.sse import (
     DONE,
     SSEDecoder,
+    SSEEventTooLarge,
     decode_chunk,
     decode_completion,
     event_data,
@@ -237,3 +238,44 @@ def test_sse_error_event_takes_a_custom_type() -> None:
     data = event_data(sse_error_event("slow down", "rate_limited", "rate_limit_error").rstrip())
     assert data is not None
     assert json.loads(data)["error"]["type"] == "rate_limit_error"
+
+
+def test_a_large_event_fed_in_small_chunks_is_scanned_in_linear_work() -> None:
+    """A 16 MiB event arriving in 1 KiB chunks is searched for its end about once per byte, not
+    once per byte per chunk (the old decoder re-scanned the whole buffer: ~8 GiB of work)."""
+    payload = b"data: " + b"x" * (16 * 1024 * 1024) + b"\n\n"
+    decoder = SSEDecoder()
+    events: list[bytes] = []
+    step = 1024
+    for i in range(0, len(payload), step):
+        events.extend(decoder.feed(payload[i : i + step]))
+    assert [len(e) for e in events] == [len(payload) - 2]
+    assert decoder.pending == b""
+    chunks = -(-len(payload) // step)
+    assert decoder.scanned <= len(payload) + chunks  # one byte of overlap per chunk at most
+
+
+def test_many_small_events_in_one_chunk_are_each_scanned_once() -> None:
+    """Ten thousand events in one chunk: the scan covers the chunk once."""
+    data = b"data: {}\n\n" * 10_000
+    decoder = SSEDecoder()
+    assert len(decoder.feed(data)) == 10_000
+    assert decoder.scanned <= len(data)
+
+
+def test_an_event_larger_than_the_cap_raises_even_before_it_is_complete() -> None:
+    """A partial event past ``max_event_bytes`` raises at once: the relay need not wait for a
+    blank line that may never come."""
+    decoder = SSEDecoder(max_event_bytes=1000)
+    assert decoder.feed(b"data: " + b"x" * 900) == []
+    with pytest.raises(SSEEventTooLarge) as info:
+        decoder.feed(b"x" * 200)
+    assert info.value.limit == 1000
+
+
+def test_a_complete_event_larger_than_the_cap_raises_and_smaller_ones_pass() -> None:
+    """Events up to the cap pass; one complete event past it in the same chunk raises."""
+    decoder = SSEDecoder(max_event_bytes=100)
+    assert decoder.feed(b"data: " + b"y" * 94 + b"\n\n") == [b"data: " + b"y" * 94]
+    with pytest.raises(SSEEventTooLarge):
+        decoder.feed(b"data: ok\n\ndata: " + b"z" * 200 + b"\n\ndata: next")

@@ -39,7 +39,12 @@ def raised_from(exc: Exception, cause: BaseException) -> Exception:
         (httpx.ReadTimeout("read", request=REQUEST), UpstreamTimeoutError, "timeout", 504),
         (httpx.ConnectTimeout("slow", request=REQUEST), UpstreamTimeoutError, "timeout", 504),
         (httpx.WriteTimeout("slow", request=REQUEST), UpstreamTimeoutError, "timeout", 504),
-        (httpx.PoolTimeout("pool", request=REQUEST), PoolExhaustedError, "connect", 503),
+        (
+            httpx.PoolTimeout("pool", request=REQUEST),
+            PoolExhaustedError,
+            "pool_exhausted",
+            503,
+        ),
         (TimeoutError(), UpstreamTimeoutError, "timeout", 504),
         (httpx.RemoteProtocolError("eof", request=REQUEST), UpstreamConnectError, "connect", 502),
         (httpx.ReadError("reset", request=REQUEST), UpstreamConnectError, "connect", 502),
@@ -58,7 +63,8 @@ def raised_from(exc: Exception, cause: BaseException) -> Exception:
 def test_httpx_exceptions_map_to_the_right_class_and_failover_reason(
     exc: BaseException, expected: type[UpstreamError], reason: str, status: int
 ) -> None:
-    """Plain httpx exceptions: connect -> 502 connect, timeouts -> 504 timeout, pool -> 503."""
+    """Plain httpx exceptions: connect -> 502 connect, timeouts -> 504 timeout, pool -> 503
+    pool_exhausted."""
     out = translate_transport_error(exc, "sim")
     assert type(out) is expected
     assert out.failover_reason == reason

@@ -1,0 +1,103 @@
+"""The start of an upstream stream: read up to its first data event before answering 200.
+
+A stream request is committed to the client (status 200, SSE headers) only once the upstream's
+first data event is in hand and is a chat completion chunk. Until then the answer may still be
+an HTML error page, garbage, a JSON error object or an error event sent with status 200; those
+are :class:`~gateway.errors.UpstreamProtocolError` (failover reason ``invalid_response``), so a
+stream fails over exactly as a unary request does. The events read are handed on to the relay,
+which sends them first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import msgspec
+
+from gateway.errors import UpstreamEventTooLargeError, UpstreamProtocolError
+from gateway.upstream.errors import translate_transport_error
+from gateway.upstream.sse import DONE, SSEDecoder, SSEEventTooLarge, decode_chunk, event_data
+
+__all__ = ["OpenedStream", "read_first_event"]
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """An upstream stream whose first data event has been read and checked.
+
+    ``events`` are the complete events read so far (the first data event and any comments
+    before it, plus whatever else arrived in the same chunks), in order; ``chunks`` and
+    ``decoder`` continue where reading stopped. ``response`` must be closed by the owner.
+    """
+
+    response: httpx.Response
+    chunks: AsyncIterator[bytes]
+    decoder: SSEDecoder
+    events: list[bytes]
+
+
+async def read_first_event(
+    response: httpx.Response, upstream: str, max_event_bytes: int
+) -> OpenedStream:
+    """Read ``response`` up to its first data event and check it.
+
+    Does not close ``response`` on failure (the caller does, whatever the exception).
+
+    Raises:
+        UpstreamProtocolError: the body is JSON rather than an event stream, the first data
+            event is not a chat completion chunk or carries an ``error``, or the stream ended
+            before any data event.
+        UpstreamEventTooLargeError: an event before or at the first is over ``max_event_bytes``.
+        UpstreamError: the transport failed (translated as for any upstream call).
+    """
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        raise UpstreamProtocolError(
+            f"upstream '{upstream}' answered a stream request with JSON, not an event stream",
+            upstream=upstream,
+        )
+    decoder = SSEDecoder(max_event_bytes)
+    chunks = response.aiter_raw().__aiter__()
+    events: list[bytes] = []
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise UpstreamProtocolError(
+                f"upstream '{upstream}' ended the stream before its first event",
+                upstream=upstream,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(exc, upstream) from None
+        try:
+            new = decoder.feed(chunk)
+        except SSEEventTooLarge as exc:
+            raise UpstreamEventTooLargeError(
+                f"upstream '{upstream}' sent a stream event larger than {exc.limit} bytes",
+                upstream=upstream,
+            ) from None
+        events.extend(new)
+        for event in new:
+            data = event_data(event)
+            if data is None:
+                continue  # a comment (keep-alive) or an event without data
+            if data != DONE:
+                _check_first(data, upstream)
+            return OpenedStream(response, chunks, decoder, events)
+
+
+def _check_first(data: bytes, upstream: str) -> None:
+    try:
+        view = decode_chunk(data)
+    except msgspec.DecodeError:
+        raise UpstreamProtocolError(
+            f"upstream '{upstream}' began its stream with an invalid event", upstream=upstream
+        ) from None
+    if view.error is not None:
+        raise UpstreamProtocolError(
+            f"upstream '{upstream}' began its stream with an error event",
+            upstream=upstream,
+            code="upstream_stream_error",
+        )
