@@ -29,7 +29,7 @@ from gateway.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from gateway.flags.service import FlagService
+from gateway.flags.service import FlagService, replica_id
 from gateway.flags.store import open_store
 from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
@@ -98,7 +98,14 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         namespace=settings.flag_store_namespace,
         poll_interval_s=settings.flag_poll_interval_s,
     )
-    flags = FlagService(config, store, metrics, logger)
+    flags = FlagService(
+        config,
+        store,
+        metrics,
+        logger,
+        replica=replica_id(settings.replica_id, workers=settings.workers),
+        heartbeat_s=settings.flag_heartbeat_s,
+    )
     upstreams = UpstreamPool(config.upstreams, settings.upstream)
     guard = Guard(config.routes)
     quality = QualityMonitor(

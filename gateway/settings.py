@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    replica_id: str | None = Field(
+        None,
+        description="This replica's id in heartbeats and restore audits (default: "
+        "hostname-pid-random; with several workers the pid is appended).",
+    )
+    flag_heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between heartbeats; they expire after three."
+    )
 
     def all_client_keys(self) -> dict[str, str]:
         """Client keys from ``GATEWAY_CLIENT_KEYS`` merged with ``GATEWAY_CLIENT_KEYS_FILE``."""

@@ -461,6 +461,7 @@ def test_get_routes_lists_each_route_with_variants_flag_and_counters(
         "variants",
         "flag",
         "guard",
+        "replicas",
     }
     assert (route["candidate"], route["fallback"]) == ("finetuned", "prompted")
     assert set(route["variants"]) == {"finetuned", "prompted"}

@@ -171,8 +171,9 @@ def test_show_prints_the_flag_with_its_targeting_lists(
 
     human = flags("show", ROUTE, url=gateway.url)
     assert human.code == 0, human.err
-    for text in ("status", "active", "weight", "0% (0)", "candidate subjects", "test reset"):
+    for text in ("status", "active", "weight", "0% (0)", "candidate subjects", "source"):
         assert text in human.out
+    assert fresh_flag["reason"] in human.out
 
 
 # -- writes and what the next request sees ---------------------------------------------------
@@ -358,11 +359,12 @@ class _RacingProxy(BaseHTTPRequestHandler):
             self.command, self.target + self.path, headers=headers, content=body, timeout=5
         )
         if self.command == "GET" and self.path.startswith("/admin/flags/"):
-            version = response.json()["version"]
+            version, weight = response.json()["version"], response.json()["weight"]
+            # A real change each time (a write that changes nothing bumps no version).
             httpx.patch(
                 f"{self.target}/admin/flags/{ROUTE}",
                 headers={**ADMIN, "if-match": f'"{version}"', "x-gateway-actor": "racer"},
-                json={"weight": 5_000, "reason": "the other admin"},
+                json={"weight": 5_000 if weight != 5_000 else 5_001, "reason": "the other admin"},
                 timeout=5,
             ).raise_for_status()
         self.send_response(response.status_code)
@@ -413,7 +415,7 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
     assert "someone" in human.err
     assert "current state" in human.err
     assert "the other admin" in human.err
-    assert admin_flag(gateway)["weight"] == 5_000
+    assert admin_flag(gateway)["weight"] == 5_001
 
 
 # -- failures --------------------------------------------------------------------------------
