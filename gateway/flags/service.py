@@ -379,7 +379,8 @@ class FlagService:
                 except Exception as exc:  # a bug must not stop heartbeats for good
                     self._log.error("flags.heartbeat_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_soon.wait(), timeout=self._heartbeat_s)
+                async with asyncio.timeout(self._heartbeat_s):
+                    await self._beat_soon.wait()
 
     async def replicas(self) -> list[ReplicaBeat]:
         """Every live replica's heartbeat (this one's as of now), by replica id; only this
