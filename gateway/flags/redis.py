@@ -30,6 +30,9 @@ from typing import Any, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailableError
@@ -90,8 +93,16 @@ class RedisFlagStore:
 
     def __init__(self, url: str, *, namespace: str = "gateway", poll_interval_s: float = 1.0):
         self.poll_interval_s = poll_interval_s
+        # One retry on a new connection: after Redis restarts, pooled connections are dead and
+        # the first command on each would fail. A write whose reply was lost and that is sent
+        # again meets its own state and is taken as written (FlagService checks that).
         self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=2.0, health_check_interval=10
+            url,
+            socket_connect_timeout=2.0,
+            socket_timeout=2.0,
+            health_check_interval=10,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         self._flags = f"{namespace}:flags"
         self._audit = f"{namespace}:audit"
@@ -119,14 +130,16 @@ class RedisFlagStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(self._generation)
                 pipe.hgetall(self._flags)
+                pipe.get(self._seq)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        generation, raw = await self._call(read)
+        generation, raw, seq = await self._call(read)
         states = (_state_decoder.decode(value) for value in raw.values())
         return StoredFlags(
             generation=_text(generation) if generation else None,
             flags={state.route: state for state in states},
+            audit_seq=int(seq or 0),
         )
 
     async def get(self, route: str) -> FlagState | None:

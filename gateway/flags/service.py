@@ -252,6 +252,8 @@ class FlagService:
     async def _sync_once(self) -> bool:
         """One read-plan-act pass; False when the store changed under it (read again)."""
         stored = await self._store.load()
+        # Numbers handed out before the store forgot them must not be handed out again.
+        self._max_seq = max(self._max_seq, stored.audit_seq)
         plan = plan_sync(self._initial, self._snapshot, self._generation, stored)
         generation = stored.generation
         if generation is None:
@@ -587,6 +589,12 @@ class FlagService:
                 await self._sync()  # the store was emptied or replaced: re-seed, then retry
                 continue
             except VersionConflict as exc:
+                if exc.current == new:
+                    # Our own write, sent again after its reply was lost: it is stored.
+                    written = msgspec.structs.replace(entry, generation=self._generation)
+                    self._audited(written)
+                    self._install(route, new, "store")
+                    return new
                 now = exc.current or known or self._initial[route]
                 raise ConflictError(
                     f"Flag '{route}' changed while this change was written (now version "

@@ -139,18 +139,23 @@ class SQLiteFlagStore:
         await self._run(lambda conn: None)
 
     async def load(self) -> StoredFlags:
-        def read(conn: sqlite3.Connection) -> tuple[str | None, list[tuple[str]]]:
+        def read(conn: sqlite3.Connection) -> tuple[str | None, list[tuple[str]], int]:
             conn.execute("BEGIN")
             try:
                 row = conn.execute(_GENERATION).fetchone()
                 rows = conn.execute("SELECT state FROM flags").fetchall()
+                seq = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'audit'"
+                ).fetchone()
             finally:
                 conn.execute("COMMIT")
-            return (row[0] if row else None), rows
+            return (row[0] if row else None), rows, (int(seq[0]) if seq else 0)
 
-        generation, rows = await self._run(read)
+        generation, rows, seq = await self._run(read)
         states = (_state_decoder.decode(row[0]) for row in rows)
-        return StoredFlags(generation=generation, flags={state.route: state for state in states})
+        return StoredFlags(
+            generation=generation, flags={state.route: state for state in states}, audit_seq=seq
+        )
 
     async def get(self, route: str) -> FlagState | None:
         row = await self._run(

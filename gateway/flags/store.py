@@ -67,11 +67,12 @@ class GenerationMismatch(GatewayError):
 
 
 class StoredFlags(msgspec.Struct, frozen=True):
-    """One consistent read of the store: its generation (``None``: never seeded or forgotten)
-    and every stored flag by route."""
+    """One consistent read of the store: its generation (``None``: never seeded or forgotten),
+    every stored flag by route, and the last audit ``seq`` handed out (0: none)."""
 
     generation: str | None
     flags: dict[str, FlagState]
+    audit_seq: int = 0
 
 
 class ReplicaBeat(msgspec.Struct, kw_only=True, frozen=True):

@@ -575,3 +575,19 @@ async def _eventually(call: Callable[[], Awaitable[Any]], timeout: float = 10.0)
                 return await call()
             except StoreUnavailableError:
                 await asyncio.sleep(0.05)
+
+
+async def test_redis_calls_after_a_restart_reconnect_instead_of_failing(
+    private_redis: RedisServer,
+) -> None:
+    """Eight pooled connections die with a Redis restart: each next call reconnects once and
+    succeeds (no 503 for the first admin calls after Redis came back)."""
+    store = RedisFlagStore(private_redis.url, namespace="reconnect", poll_interval_s=0.05)
+    try:
+        await store.open()
+        await asyncio.gather(*(store.history(None, 10) for _ in range(8)))
+        private_redis.restart()
+        for _ in range(10):
+            assert await store.history(None, 10) == []
+    finally:
+        await store.aclose()
