@@ -90,6 +90,7 @@ class RedisFlagStore:
     """Flags and audit in Redis (``GATEWAY_FLAG_STORE=redis://HOST:PORT/DB``)."""
 
     kind = "redis"
+    persistence = "unknown"
 
     def __init__(self, url: str, *, namespace: str = "gateway", poll_interval_s: float = 1.0):
         self.poll_interval_s = poll_interval_s
@@ -124,6 +125,12 @@ class RedisFlagStore:
 
     async def open(self) -> None:
         await self._call(self._redis.ping)
+        try:
+            info: Any = await self._redis.info("persistence")
+        except RedisError:  # INFO may be renamed or refused by a managed Redis
+            self.persistence = "unknown"
+        else:
+            self.persistence = "appendonly" if int(info.get("aof_enabled", 0)) else "none"
 
     async def load(self) -> StoredFlags:
         async def read() -> list[Any]:

@@ -153,6 +153,14 @@ class FlagService:
         """Load the snapshot (if the store answers) and start following changes."""
         try:
             await self._store.open()
+            if self._store.persistence == "none":
+                self._log.warning(
+                    "flags.store_not_persistent",
+                    kind=self._store.kind,
+                    detail="Redis runs without appendonly: a restart loses the audit history "
+                    "and recent flag writes (replicas restore the flags they serve). Set "
+                    "appendonly yes and appendfsync everysec.",
+                )
             await self._sync()
         except StoreUnavailableError as exc:
             self._degrade(exc.message)
@@ -169,7 +177,8 @@ class FlagService:
         await self._store.aclose()
 
     def status(self) -> dict[str, Any]:
-        """For ``/readyz``: store kind, ok or degraded and why, what the request path serves.
+        """For ``/readyz``: store kind and persistence, ok or degraded and why, what the request
+        path serves.
 
         ``source`` is the weakest of the routes' sources (``snapshot`` if any route is served
         from this replica's snapshot rather than the store, else ``routes_file`` if any route
@@ -180,6 +189,7 @@ class FlagService:
         sources = {name: self.source(name) for name in self._routes}
         return {
             "kind": self._store.kind,
+            "persistence": self._store.persistence,
             "state": self._state,
             "reason": None if self._state == "ok" else self._reason,
             "serving": serving,

@@ -93,6 +93,7 @@ class SQLiteFlagStore:
     """Flags and audit in a SQLite file (``GATEWAY_FLAG_STORE=sqlite:///PATH``)."""
 
     kind = "sqlite"
+    persistence = "fsync"
 
     def __init__(self, path: str, *, poll_interval_s: float = 0.25) -> None:
         self.path = Path(path)

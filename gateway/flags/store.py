@@ -100,6 +100,10 @@ class FlagStore(Protocol):
     """What the flag service needs from a store."""
 
     kind: str
+    persistence: str
+    """What survives a restart of the store, as :meth:`open` found it: ``fsync`` (SQLite,
+    synchronous=FULL), ``appendonly`` (Redis with its append-only file on), ``none`` (Redis
+    without it: a restart may lose recent writes), ``unknown`` (not found out)."""
 
     async def open(self) -> None:
         """Connect and create the schema if needed. Raises StoreUnavailableError."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -192,12 +192,15 @@ def test_redis_restarted_empty_is_re_seeded_and_a_new_replica_stays_rolled_back(
     replicas: dict[str, GatewayProcess],
     redis_server: RedisServer,
     tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """Rolled back on 3 replicas; Redis restarts with no data: no replica ever answers from the
     candidate, the flag is restored (audited once, with the replica id and the generations) and
     a 4th replica started afterwards serves rolled_back, not the routes file's 100%. Later writes
     are applied on all four; release is accepted."""
     gateways = list(replicas.values())
+    assert readiness(gateways[0])["flag_store"]["persistence"] == "none"
+    assert gateways[0].log_events("flags.store_not_persistent")
     to_active(gateways[0], 100_000)
     rolled = roll_back_and_wait(gateways, "chaos: broken candidate")
     generation = readiness(gateways[0])["flag_store"]["generation"]
@@ -205,6 +208,7 @@ def test_redis_restarted_empty_is_re_seeded_and_a_new_replica_stays_rolled_back(
     with FallbackOnly(gateways) as traffic:
         wait_for(lambda: len(traffic.served) >= 30, "traffic before the restart", WAIT_S)
         redis_server.restart()  # empty
+        t0 = time.monotonic()
         wait_for(
             lambda: all(
                 readiness(gw)["flag_store"]["generation"] not in (None, generation)
@@ -213,9 +217,16 @@ def test_redis_restarted_empty_is_re_seeded_and_a_new_replica_stays_rolled_back(
             "every replica on the re-seeded store's new generation",
             WAIT_S,
         )
+        resynced_ms = (time.monotonic() - t0) * 1000
         seen = len(traffic.served)
         wait_for(lambda: len(traffic.served) >= seen + 30, "traffic after the restore", WAIT_S)
 
+    print(
+        f"redis restarted empty: every replica re-synced {resynced_ms:.0f} ms after Redis "
+        f"answered; {len(traffic.served)} answers, {len(traffic.candidate_answers())} from the "
+        "candidate"
+    )
+    record_property("empty_restart_resync_ms", round(resynced_ms))
     assert traffic.candidate_answers() == []
     assert {s[2] for s in traffic.served} == {"rolled_back"}
     restores = [e for e in audit(gateways[1]) if e["action"] == "restore"]
@@ -276,6 +287,7 @@ def test_redis_restored_from_an_older_snapshot_keeps_the_rollback(
     replicas: dict[str, GatewayProcess],
     redis_server: RedisServer,
     tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """An RDB snapshot taken while the candidate had 100%; then a rollback; then Redis restarts
     from the snapshot (the store says: active, 100%, older version). No replica adopts it, no
@@ -293,6 +305,7 @@ def test_redis_restored_from_an_older_snapshot_keeps_the_rollback(
     with FallbackOnly(gateways) as traffic:
         wait_for(lambda: len(traffic.served) >= 30, "traffic before the rollback of Redis", WAIT_S)
         redis_server.restart_from(snapshot)
+        t0 = time.monotonic()
 
         def restored() -> bool:
             client = redis_server.client()
@@ -303,9 +316,16 @@ def test_redis_restored_from_an_older_snapshot_keeps_the_rollback(
             return raw is not None and f'"version":{rolled["version"]}'.encode() in raw
 
         wait_for(restored, "the rollback written back into Redis", WAIT_S)
+        restored_ms = (time.monotonic() - t0) * 1000
         seen = len(traffic.served)
         wait_for(lambda: len(traffic.served) >= seen + 30, "traffic after the restore", WAIT_S)
 
+    print(
+        f"redis restored from an older snapshot: rollback written back {restored_ms:.0f} ms "
+        f"after Redis answered; {len(traffic.served)} answers, "
+        f"{len(traffic.candidate_answers())} from the candidate"
+    )
+    record_property("older_snapshot_restore_ms", round(restored_ms))
     assert traffic.failures == []
     assert traffic.candidate_answers() == []
     restores = [e for e in audit(gateways[0]) if e["action"] == "restore" and e["seq"] > last_seq]

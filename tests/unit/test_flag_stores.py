@@ -591,3 +591,25 @@ async def test_redis_calls_after_a_restart_reconnect_instead_of_failing(
             assert await store.history(None, 10) == []
     finally:
         await store.aclose()
+
+
+async def test_stores_say_what_survives_their_restart(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """open() finds out: SQLite fsyncs every commit; a Redis without appendonly says none, one
+    with appendonly yes (as the docs ask) says appendonly."""
+    sqlite_store = SQLiteFlagStore(str(tmp_path / "flags.db"))
+    plain = RedisFlagStore(private_redis.url, namespace="persistence")
+    with RedisServer(tmp_path / "aof", persistence=True) as durable_server:
+        durable = RedisFlagStore(durable_server.url, namespace="persistence")
+        try:
+            for store in (sqlite_store, plain, durable):
+                await store.open()
+            assert (sqlite_store.persistence, plain.persistence, durable.persistence) == (
+                "fsync",
+                "none",
+                "appendonly",
+            )
+        finally:
+            for store in (sqlite_store, plain, durable):
+                await store.aclose()
