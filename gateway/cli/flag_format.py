@@ -214,6 +214,15 @@ def routes_table(routes: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _describe_entry(entry: Mapping[str, Any]) -> str:
+    """What an audit entry changed; a restore says which version came back over what."""
+    before, after = entry.get("before"), entry.get("after") or {}
+    if entry.get("action") == "restore":
+        had = "no flag" if not before else f"v{before.get('version')}"
+        return f"restored v{after.get('version')} ({after.get('status')}) over {had}"
+    return describe_change(before, after)
+
+
 def history_table(route: str, entries: Sequence[Mapping[str, Any]]) -> Table:
     """Audit entries as a table, in the order given: when, who, how, what changed, why."""
     table = Table(title=Text(f"history of {route}, newest first"))
@@ -225,7 +234,7 @@ def history_table(route: str, entries: Sequence[Mapping[str, Any]]) -> Table:
             Text(str(entry.get("actor"))),
             Text(str(entry.get("trigger"))),
             Text(str(entry.get("action"))),
-            Text(describe_change(entry.get("before"), entry.get("after") or {})),
+            Text(_describe_entry(entry)),
             Text(str(entry.get("reason"))),
         )
     return table
