@@ -10,7 +10,9 @@ SQLite file in tmp_path, a fake clock, a recording logger. No network.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import pytest
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConflictError
 from gateway.flags.changes import FlagPatch
-from gateway.flags.service import FlagService
+from gateway.flags.service import FlagService, replica_id
 from gateway.flags.sqlite import SQLiteFlagStore
 from gateway.routing import FlagState
 from gateway.telemetry import Metrics
@@ -309,3 +311,14 @@ async def test_heartbeats_list_every_replica_with_its_versions_and_expire(
     await b.flags.stop()
     clock.now += 16  # three 5 s intervals and a bit: b's last heartbeat expired
     assert [beat.replica for beat in await a.flags.replicas()] == ["a"]
+
+
+def test_replica_id_is_the_setting_or_host_pid_and_a_random_suffix() -> None:
+    """GATEWAY_REPLICA_ID as given (with the pid when several workers share it); otherwise
+    hostname-pid-xxxx, different for two services of one process."""
+    pid = str(os.getpid())
+    assert replica_id("gw-a") == "gw-a"
+    assert replica_id("gw-a", workers=2) == f"gw-a-{pid}"
+    generated = replica_id(None)
+    assert generated.startswith(f"{socket.gethostname()}-{pid}-")
+    assert generated != replica_id(None)
