@@ -70,10 +70,10 @@ _SYNC_ATTEMPTS = 5
 
 def replica_id(configured: str | None, *, workers: int = 1) -> str:
     """This process's replica id: ``GATEWAY_REPLICA_ID`` if set (with ``-<pid>`` appended when
-    several workers share it), else ``<hostname>-<pid>-<4 hex digits>``."""
+    several workers share it), else ``<hostname>-<pid>-<6 hex digits>``."""
     if configured:
         return f"{configured}-{os.getpid()}" if workers > 1 else configured
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class FlagService:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import time
@@ -315,10 +316,9 @@ async def test_heartbeats_list_every_replica_with_its_versions_and_expire(
 
 def test_replica_id_is_the_setting_or_host_pid_and_a_random_suffix() -> None:
     """GATEWAY_REPLICA_ID as given (with the pid when several workers share it); otherwise
-    hostname-pid-xxxx, different for two services of one process."""
+    hostname-pid-xxxxxx (six random hex digits)."""
     pid = str(os.getpid())
     assert replica_id("gw-a") == "gw-a"
     assert replica_id("gw-a", workers=2) == f"gw-a-{pid}"
     generated = replica_id(None)
-    assert generated.startswith(f"{socket.gethostname()}-{pid}-")
-    assert generated != replica_id(None)
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}-{pid}-[0-9a-f]{{6}}", generated)
