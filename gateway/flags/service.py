@@ -56,6 +56,7 @@ from gateway.flags.store import (
     new_generation,
 )
 from gateway.routing import FlagState
+from gateway.tasks import cancel_and_wait
 from gateway.telemetry import Metrics
 
 __all__ = ["SOURCES", "FlagService", "replica_id"]
@@ -170,10 +171,8 @@ class FlagService:
 
     async def stop(self) -> None:
         for task in (self._beat_task, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if task is not None and not await cancel_and_wait(task):
+                self._log.error("flags.task_did_not_stop", task=task.get_name())
         await self._store.aclose()
 
     def status(self) -> dict[str, Any]:
