@@ -2,8 +2,11 @@
 
 ``instant``: nginx returning a fixed chat completion (or, without nginx or in smoke mode, the
 simulator, which answers unknown model names at once). ``simulator``: ``gateway simulate`` with
-bench/simulator.yaml. ``bare-*``: bench/bare_proxy.py. ``gateway*``: ``gateway serve`` with
-bench/routes.yaml. ``litellm``: LiteLLM's proxy from its own virtualenv.
+bench/simulator.yaml. ``floor-*``: bench/raw_floor.py (the raw floor: bare ASGI on uvicorn, one
+aiohttp session); ``floor-litestar-*``: the same behind Litestar's ``@asgi`` handler. ``bare-*``:
+bench/bare_proxy.py. ``gateway*``: ``gateway serve`` with bench/routes.yaml. ``litellm``: LiteLLM's
+proxy from its own virtualenv. ``*-instant`` pieces forward to ``instant``, ``*-sim`` ones to the
+simulator.
 """
 
 from __future__ import annotations
@@ -165,6 +168,15 @@ class Stack:
                 (405,),
                 60.0,
             )
+        if name.startswith("floor-"):
+            upstream = "simulator" if name.endswith("-sim") else "instant"
+            # No /healthz: a GET answers 405 once the server is up.
+            return (
+                self._floor(name, self._spawned(upstream).url, litestar="-litestar-" in name),
+                "/v1/chat/completions",
+                (405,),
+                60.0,
+            )
         if name == "litellm":
             return self._litellm(), "/health/liveliness", (200,), 180.0
         if name.startswith("gateway"):
@@ -231,6 +243,20 @@ http {{
             [
                 *(PYTHON, str(BENCH / "bare_proxy.py")),
                 *("--port", str(port), "--upstream", upstream + "/v1"),
+            ],
+            cpus=self.sut_cpus,
+        )
+        child.url = f"http://127.0.0.1:{port}"
+        return child
+
+    def _floor(self, name: str, upstream: str, *, litestar: bool) -> Child:
+        port = free_port()
+        child = self.procs.start(
+            name,
+            [
+                *(PYTHON, str(BENCH / "raw_floor.py")),
+                *("--port", str(port), "--upstream", upstream + "/v1"),
+                *(["--litestar"] if litestar else []),
             ],
             cpus=self.sut_cpus,
         )
