@@ -3,7 +3,8 @@
 A bare ASGI callable on uvicorn (uvloop, httptools) forwarding the request body on one pooled
 ``aiohttp.ClientSession`` (TCPConnector limit 512 and 30 s keep-alive, the gateway's upstream
 pool settings) and relaying the answer: chunk by chunk when the body asks for a stream, read in
-full otherwise. ``--litestar`` puts the same callable behind Litestar's ``@asgi`` handler.
+full otherwise. ``--litestar`` puts the same callable behind Litestar's ``@asgi`` handler;
+``from_environment`` serves it on another server (bench/stack.py: granian).
 
     .venv/bin/python bench/raw_floor.py --port 18091 --upstream http://127.0.0.1:18080/v1
 """
@@ -64,6 +65,13 @@ class Floor:
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+
+
+def from_environment() -> Floor:
+    """Factory for other servers (``granian --factory bench.raw_floor:from_environment``)."""
+    import os  # noqa: PLC0415
+
+    return Floor(os.environ["BENCH_FLOOR_UPSTREAM"])
 
 
 def litestar_app(floor: Floor) -> Any:

@@ -251,6 +251,8 @@ HEADLINE_RATIOS = (
     ("floor/direct", "floor", "direct"),
     ("gateway-httpx/gateway", "gateway-httpx", "gateway"),
     ("gateway-passthrough/gateway", "gateway-passthrough", "gateway"),
+    ("floor-granian/floor", "floor-granian", "floor"),
+    ("gateway-granian/gateway", "gateway-granian", "gateway"),
 )
 """The throughput ratios reported; the first three are issue 11's targets."""
 
@@ -286,6 +288,11 @@ def throughput(stack: Stack, plan: Plan) -> dict[str, Any]:
             ),
             Target("gateway-2w", "gateway-2w", "support-triage"),
         ]
+        if (Path(PYTHON).parent / "granian").exists():  # the bench extra installs it
+            targets += [
+                Target("floor-granian", "floor-granian-instant", "bench-instant"),
+                Target("gateway-granian", "gateway-granian", "support-triage"),
+            ]
     if plan.use_litellm:
         targets.append(Target("litellm", "litellm", "bench-model", concurrencies=slow))
     table = closed_matrix(stack, plan, targets, plan.concurrencies, plan.duration)
@@ -297,7 +304,13 @@ def throughput(stack: Stack, plan: Plan) -> dict[str, Any]:
             if key in ("gateway/floor", "gateway-passthrough/floor", "gateway/litellm"):
                 found[f"{key} by CPU per request"] = cpu_ratio(table, c, a, b)
         ratios[c] = {key: value for key, value in found.items() if value is not None}
-    for name in ("gateway-httpx", "gateway-2w", "litellm"):
+    for name in (
+        "gateway-httpx",
+        "gateway-2w",
+        "litellm",
+        "floor-granian-instant",
+        "gateway-granian",
+    ):
         stack.stop(name)  # idle from here on; no need to keep them
     return {
         "description": "non-streaming chat completions, upstream answering at once "
