@@ -15,7 +15,10 @@ HTTP parser; only the kernel's socket work is missing. Variants:
   rollout, prompts, contract, guard, telemetry to a file, metrics); ``gateway-passthrough``: the
   pass-through model; ``gateway-gcfreeze``: the gateway after ``gc.freeze()`` and a young
   generation threshold of 10,000;
-* ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver).
+* ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver);
+* ``lean``: :class:`Lean`, a prototype of the redesigned data plane (raw ASGI, aiohttp session,
+  cheap telemetry, pre-encoded payloads, ...) on the gateway's own parts, to estimate what the
+  redesign steps buy together; ``lean-passthrough``, ``lean-gcfreeze``.
 
 Then: the raw floor, the floor through httpx-aiohttp and the gateway under py-spy (1,000
 samples/s, attached after warm-up), each sample charged to the innermost frame that names a
@@ -23,9 +26,9 @@ component (gateway function or library), scaled to the unprofiled CPU per reques
 micro-timings of the gateway's request-path functions and of
 cheaper alternatives (prototypes, not changes to gateway/).
 
-    .venv/bin/python -m bench.profile_inprocess            # ~6 minutes; writes
+    .venv/bin/python -m bench.profile_inprocess            # ~7 minutes; writes
         bench/results/profile-inprocess.md and .json
-    .venv/bin/python -m bench.profile_inprocess --quick    # ~1 minute, to check it works
+    .venv/bin/python -m bench.profile_inprocess --quick    # ~1.5 minutes, to check it works
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ VARIANTS = [
     "gateway",
     "gateway-passthrough",
     "gateway-gcfreeze",
+    "lean",
+    "lean-passthrough",
+    "lean-gcfreeze",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +343,14 @@ async def build_app(variant: str, work: Path) -> tuple[Any, Callable[[], Any] | 
     from gateway.app import create_app  # noqa: PLC0415
 
     app = create_app(gateway_settings(work))
-    return app, await lifespan(app), app.state.gateway
+    stop = await lifespan(app)
+    if variant.startswith("lean"):
+        session = aiohttp.ClientSession(
+            connector=memory_connector(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
+        )
+        return Lean(app.state.gateway, session), stop, app.state.gateway
+    return app, stop, app.state.gateway
 
 
 class HttpxFloor:
@@ -380,6 +393,172 @@ class HttpxFloor:
         await send({"type": "http.response.body", "body": data})
 
 
+class Lean:
+    """A prototype of the redesigned data plane, to estimate what all the steps buy together.
+
+    Raw ASGI (no Litestar on the data plane), the upstream call straight on one aiohttp
+    session, the key ring's names looked up by header value, one JSON decode of the request,
+    the gateway's own flag decision, payloads from pre-encoded variant prefixes, the typed
+    response view, the route's contract and the guard's accounting as in the gateway, one
+    msgspec-encoded log line and plain metric accumulators, precomputed response headers.
+    What it skips: failover, streams, shadow calls, override headers, error replies, every
+    check a client error needs (it answers the bench's one valid request). A prototype for
+    the estimate, not a design.
+    """
+
+    def __init__(self, gw: Any, session: Any) -> None:
+        import bisect  # noqa: PLC0415
+
+        import msgspec  # noqa: PLC0415
+
+        from gateway.routing import decide  # noqa: PLC0415
+        from gateway.telemetry import RequestRecord  # noqa: PLC0415
+        from gateway.upstream import decode_completion  # noqa: PLC0415
+
+        self.gw, self.session = gw, session
+        self.decide, self.record, self.decode = decide, RequestRecord, decode_completion
+        self.bisect = bisect.bisect_left
+        self.json_decode = msgspec.json.Decoder().decode
+        self.encode = msgspec.json.Encoder().encode
+        self.keys = {f"Bearer {KEY}".encode(): "bench"}  # the ring's names by header value
+        self.urls = {n: c.url for n, c in gw.upstreams.clients.items()}
+        self.prefix: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        for route in gw.config.routes.values():
+            for variant in route.variants.values():
+                head: dict[str, Any] = {"model": variant.model}
+                messages: list[Any] = []
+                if variant.system_prompt is not None and not route.passthrough:
+                    messages.append({"role": "system", "content": variant.system_prompt})
+                messages += list(variant.few_shot)
+                head["messages"] = messages
+                start = self.encode(head)[:-2]  # ...]} -> open messages list
+                end = b"]," + self.encode(variant.params)[1:] if variant.params else b"]}"
+                sep = b"," if messages else b""
+                self.prefix[(route.name, variant.name)] = (start + sep, end)
+        self.out = sys.stdout.buffer
+        self.buffer = bytearray()
+        self.bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+        self.hist: dict[tuple[str, str], list[int]] = {}
+        self.count: dict[tuple[str, str, str, int], int] = {}
+
+        class Completed(msgspec.Struct):
+            request_id: str
+            route: str
+            variant: str
+            decision: str
+            upstream: str
+            upstream_model: str
+            status: int
+            duration_ms: float
+            upstream_duration_ms: float
+            overhead_ms: float
+            input_tokens: int
+            output_tokens: int
+            cost_usd: float
+            client_key: str | None
+            timestamp: float  # epoch seconds: no datetime formatting per line
+            stream: bool = False
+            event: str = "request.completed"
+            level: str = "info"
+
+        self.line = Completed
+        self.json_headers = [(b"content-type", b"application/json")]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                key = self.keys.get(value)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        request = self.json_decode(body)
+        gw = self.gw
+        route = gw.config.routes[request["model"]]
+        messages = request["messages"]
+        if route.passthrough:
+            variant, reason = route.variants[route.fallback], "passthrough"
+            flag = None
+        else:
+            flag = gw.latch.flag(route.name)
+            decision = self.decide(flag, request.get("user"), key)
+            reason = decision.reason
+            name = route.candidate if decision.role == "candidate" else route.fallback
+            variant = route.variants[name]
+        start, end = self.prefix[(route.name, variant.name)]
+        client = [m for m in messages if m.get("role") not in ("system", "developer")]
+        payload = start + self.encode(client)[1:-1] + end
+        request_id = "req_" + os.urandom(12).hex()
+        t0 = time.perf_counter()
+        async with self.session.post(
+            self.urls[variant.upstream],
+            data=payload,
+            headers={"content-type": "application/json", "x-request-id": request_id},
+        ) as response:
+            data = await response.read()
+        upstream_s = time.perf_counter() - t0
+        view = self.decode(data)
+        text = view.choices[0].message.content if view.choices else None
+        rec = self.record(request_id, started, client_key=key)
+        rec.route, rec.variant, rec.decision = route.name, variant.name, reason
+        rec.upstream, rec.upstream_model = variant.upstream, variant.model
+        rec.role = "candidate" if variant.name == route.candidate else "fallback"
+        rec.rollout_id = flag.rollout_id if flag is not None else None
+        rec.checks_failed = gw.quality.judge(route.name, variant.name, text) or None
+        usage = view.usage
+        tokens_in, tokens_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        total = time.perf_counter() - started
+        gw.quality.settle(rec, total)
+        # telemetry: plain accumulators, one msgspec line
+        hist = self.hist.get((route.name, variant.name))
+        if hist is None:
+            hist = self.hist[(route.name, variant.name)] = [0] * (len(self.bounds) * 3 + 3)
+        width = len(self.bounds) + 1
+        for i, value in enumerate((total, total - upstream_s, upstream_s)):
+            hist[i * width + self.bisect(self.bounds, value)] += 1
+        counter = (route.name, variant.name, reason, 200)
+        self.count[counter] = self.count.get(counter, 0) + 1
+        cost = variant.cost_usd(tokens_in, tokens_out)
+        line = self.line(
+            request_id,
+            route.name,
+            variant.name,
+            reason,
+            variant.upstream,
+            variant.model,
+            200,
+            round(total * 1000, 3),
+            round(upstream_s * 1000, 3),
+            round((total - upstream_s) * 1000, 3),
+            tokens_in,
+            tokens_out,
+            cost,
+            key,
+            time.time(),
+        )
+        buffer = self.buffer
+        buffer.clear()
+        buffer += self.encode(line)
+        buffer += b"\n"
+        self.out.write(buffer)
+        self.out.flush()
+        headers = [
+            *self.json_headers,
+            (b"content-length", b"%d" % len(data)),
+            (b"x-request-id", request_id.encode()),
+            (b"x-gateway-route", route.name.encode()),
+            (b"x-gateway-variant", variant.name.encode()),
+            (b"x-gateway-decision", reason.encode()),
+            (b"x-gateway-overhead-ms", b"%.3f" % ((total - upstream_s) * 1000)),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+
 def server_protocol(app: Any) -> Callable[[], Any]:
     """A factory of uvicorn HttpToolsProtocol objects for ``app``, configured as
     ``gateway serve`` configures uvicorn (proxy headers on, no access log)."""
@@ -404,7 +583,7 @@ def server_protocol(app: Any) -> Callable[[], Any]:
 
 
 def model_of(variant: str) -> str:
-    if variant == "gateway-passthrough" or not variant.startswith("gateway"):
+    if variant.endswith("-passthrough") or not variant.startswith(("gateway", "lean")):
         return "bench-instant"
     return "support-triage"
 
@@ -489,13 +668,14 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def timed(fn: Callable[[], Any], number: int) -> float:
-    """Median µs per call of ``fn`` over 5 rounds of ``number`` calls."""
+    """Median CPU µs per call of ``fn`` over 5 rounds of ``number`` calls (this thread's CPU
+    time: other load on the machine stays out)."""
     rounds = []
     for _ in range(5):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for _ in range(number):
             fn()
-        rounds.append((time.perf_counter() - t0) / number * 1e6)
+        rounds.append((time.thread_time() - t0) / number * 1e6)
     return round(statistics.median(rounds), 2)
 
 
@@ -925,9 +1105,11 @@ def report(r: dict[str, Any]) -> str:
         "No sockets: uvicorn's httptools protocol is fed HTTP/1.1 bytes through an in-memory "
         "transport, and the upstream is an aiohttp connector whose in-memory connections answer "
         "nginx's fixed completion on the next loop turn. CPU per request therefore excludes the "
-        "kernel's socket work (about a third of a real server's CPU here) but includes every "
-        "Python and C layer of the request path. Numbers are CPU µs per request "
-        "(`time.process_time`), median of the rounds.",
+        "kernel's socket work (on this machine about 35 µs per proxied request: bench/run "
+        "measured the raw floor at ~120 µs of server CPU per request) but includes every "
+        "Python and C layer of the request path, and this script's in-memory sockets (last row "
+        "of the component table). Numbers are CPU µs per request (`time.process_time`, all "
+        "threads), median of the rounds.",
         "",
         "## CPU per request by variant",
         "",
@@ -944,6 +1126,9 @@ def report(r: dict[str, Any]) -> str:
         "gateway": "the gateway, route support-triage, every feature on",
         "gateway-passthrough": "the gateway, pass-through model",
         "gateway-gcfreeze": "the gateway after gc.freeze(), gc.set_threshold(10_000, 20, 20)",
+        "lean": "prototype of the redesigned data plane (class Lean): every step below at once",
+        "lean-passthrough": "the prototype, pass-through model",
+        "lean-gcfreeze": "the prototype after gc.freeze(), gc.set_threshold(10_000, 20, 20)",
     }
     for v, us in cpu.items():
         ratio = cpu["floor"] / us if us else 0
@@ -999,8 +1184,10 @@ def report(r: dict[str, Any]) -> str:
         "",
         "## Micro-timings (µs per call, no profiler) and cheaper alternatives",
         "",
-        f"Each: median of 5 rounds of {r['number']:,} calls in a started gateway process "
-        "(`alt:` lines are prototypes in this script, not changes to gateway/).",
+        f"Each: median of 5 rounds of {r['number']:,} calls in a started gateway process, CPU "
+        "time of the calling thread (`alt:` lines are prototypes in this script, not changes "
+        "to gateway/). Warm loops: in the request path the same calls cost up to 2-3x more "
+        "(compare the component table).",
         "",
         "| function | µs |",
         "| --- | --: |",
