@@ -692,7 +692,7 @@ def _short(frame: str) -> str:
     # "func (path/to/file.py:123)" -> "func (pkg/file.py)"
     func, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
