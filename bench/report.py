@@ -216,7 +216,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"* wrk {m['wrk'] or 'not installed'}, nginx {m['nginx'] or 'not installed'}, "
         f"LiteLLM {m['litellm'] or 'not installed'}, py-spy {m.get('py_spy') or 'not installed'}",
         "",
-        "## Targets (issue 11; LiteLLM and flag propagation: DESIGN.md section 7)",
+        "## Targets (bench/README.md)",
         "",
         "| target | measured | met |",
         "| --- | --- | --- |",

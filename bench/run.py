@@ -1,4 +1,4 @@
-"""The benchmark of DESIGN.md section 7: one command, documented in bench/README.md.
+"""The benchmark of the targets in bench/README.md: one command, documented in bench/README.md.
 
     bench/run                 # full: 3 runs of 10 s per point; sets up wrk, nginx, LiteLLM
     bench/run --quick         # 1 run of 2 s per point

@@ -1,4 +1,4 @@
-"""The scenarios of DESIGN.md section 7, each returning a JSON-able dict of numbers.
+"""The scenarios of the targets in bench/README.md, each returning a JSON-able dict of numbers.
 
 Repeated runs are interleaved (run 1 of every target, then run 2, ...) so that drift in the
 machine's load hits every target alike; each ratio is computed within one run and the median of
