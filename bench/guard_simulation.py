@@ -299,6 +299,11 @@ def _num(value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
+def _ms(row: dict[str, Any], delay: str) -> str:
+    """A delay of the model in milliseconds, from its length in requests at the row's rate."""
+    return f"{row['delays_in_requests'][delay] / row['rate_rps'] * 1000:g} ms"
+
+
 def _triple(stats: dict[str, Any]) -> str:
     return f"{_num(stats['median'])} / {_num(stats['p95'])} / {_num(stats['max'])}"
 
@@ -389,14 +394,15 @@ def write_results(out: Path, report: dict[str, Any]) -> None:
         f"requests arrive one per time unit, at {t0['rate_rps']:g} requests/s route-wide "
         "unless the row says otherwise, and go round-robin to the replicas (request i to "
         "replica i mod N). Each replica flushes its unflushed outcome deltas to the shared "
-        f"counters every 50 ms (`GATEWAY_GUARD_FLUSH_S`; {t0['delays_in_requests']['flush']:g}"
-        " requests) and reads the route-wide totals back at once; its guard looks every "
-        f"100 ms (`GATEWAY_GUARD_TICK_S`; {t0['delays_in_requests']['tick']:g} requests) at "
+        f"counters every {_ms(t0, 'flush')} (`GATEWAY_GUARD_FLUSH_S`; "
+        f"{t0['delays_in_requests']['flush']:g} requests) and reads the route-wide totals back "
+        f"at once; its guard looks every {_ms(t0, 'tick')} (right after each exchange; "
+        f"{t0['delays_in_requests']['tick']:g} requests) at "
         "those totals plus its own outcomes since its last flush, running the real "
         "`decide_rule` and its own `RecentWindow`. Flush and tick phases are random per "
         "replica and run. The first look (on any replica) where a rule fires trips: that "
         "replica serves the fallback from that moment (local latch); every other replica "
-        "from 100 ms later (the store's p99 propagation, "
+        f"from {_ms(t0, 'propagation')} later (the store's p99 propagation, "
         f"{t0['delays_in_requests']['propagation']:g} requests; taken as the delay for every "
         "replica, so the counts are an upper bound: a replica that trips on its own before "
         "the rollback reaches it only latches earlier). *Candidate answers* are the requests "
@@ -458,7 +464,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000, help="runs per scenario (1000)")
     parser.add_argument("--quick", action="store_true", help="50 runs per scenario, no files")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results)")
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the .md from the committed .json only"
+    )
     args = parser.parse_args()
+    if args.render:
+        out_dir = args.out or ROOT / "bench" / "results"
+        write_results(out_dir, json.loads((out_dir / "guard_simulation.json").read_text()))
+        return
 
     runs = 50 if args.quick else args.runs
     out: Path | None = args.out or (None if args.quick else ROOT / "bench" / "results")
