@@ -212,6 +212,11 @@ def patch_httpx_aiohttp() -> None:
         )
 
     AiohttpTransport.get_client = get_client
+    try:  # the gateway's own aiohttp transport (gateway/upstream/transport.py)
+        from gateway.upstream.transport import AiohttpTransport as Ours  # noqa: PLC0415
+    except ImportError:
+        return
+    Ours.connector_factory = staticmethod(memory_connector)  # type: ignore[assignment]
 
 
 class Connection:

@@ -20,7 +20,6 @@ from time import perf_counter
 from typing import Any
 
 import anyio
-import httpx
 import msgspec
 
 from gateway.config import GatewayConfig, Route, Variant
@@ -49,6 +48,7 @@ from gateway.upstream import (
 )
 from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
 from gateway.upstream.stream_start import OpenedStream
+from gateway.upstream.transport import TransportError
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
@@ -357,7 +357,7 @@ class ChatRelay:
                 if stream:
                     response: Any = await client.open_stream(payload, request_id=ctx.request_id)
                 else:
-                    response = await client.send(payload, stream=False, request_id=ctx.request_id)
+                    response = await client.send(payload, request_id=ctx.request_id)
                     try:
                         view = decode_completion(response.content)
                     except msgspec.DecodeError:
@@ -522,7 +522,7 @@ class ChatRelay:
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive (first those read while opening the
         stream); end in ``[DONE]`` or an error event."""
-        response, decoder, chunks = opened.response, opened.decoder, opened.chunks
+        decoder, chunks = opened.decoder, opened.chunks
         first: list[bytes] | None = opened.events
         parts: list[str] = []
         done = False
@@ -539,7 +539,7 @@ class ChatRelay:
                     except StopAsyncIteration:
                         rec.add_upstream(clock() - t0)
                         break
-                    except httpx.HTTPError as exc:
+                    except TransportError as exc:
                         rec.add_upstream(clock() - t0)
                         failed = translate_transport_error(exc, variant.upstream)
                         if not isinstance(failed, UpstreamTimeoutError):
@@ -619,7 +619,7 @@ class ChatRelay:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await response.aclose()
+                await opened.aclose()
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
             rec.completion = "".join(parts)
             if rec.status == 200:
