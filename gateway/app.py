@@ -2,11 +2,12 @@
 
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
+The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
+raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,10 +16,18 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.api.admin import admin_handlers
-from gateway.api.openai import new_request_id, openai_handlers
+from gateway.api.openai import (
+    CHAT_PATH,
+    ChatCompletionsASGI,
+    internal_error_reply,
+    new_request_id,
+    openai_handlers,
+    to_response,
+)
 from gateway.api.ops import ops_handlers
 from gateway.auth import KeyRing
 from gateway.config import GatewayConfig, load_config
@@ -38,13 +47,37 @@ from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
-from gateway.relay import ChatRelay
+from gateway.relay import ChatRelay, error_reply
 from gateway.replica import new_replica_id
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
 from gateway.upstream import UpstreamPool
 
-__all__ = ["Gateway", "app_from_environment", "build_gateway", "create_app"]
+__all__ = ["Gateway", "GatewayApp", "app_from_environment", "build_gateway", "create_app"]
+
+
+class GatewayApp(Litestar):
+    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
+    callable) before Litestar's own routing; everything else is Litestar's."""
+
+    data_plane: Any = None
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        raw: Any = scope  # one dict lookup each, before Litestar builds anything
+        if (
+            raw["type"] == "http"
+            and raw["path"] == CHAT_PATH
+            and raw["method"] == "POST"
+            and self.data_plane is not None
+        ):
+            await self.data_plane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 @dataclass
@@ -165,7 +198,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
     )
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None) -> Litestar:
+def create_app(settings: Settings, config: GatewayConfig | None = None) -> GatewayApp:
     """The ASGI app for ``settings`` (and an already loaded routes file, if given)."""
     configure_logging(settings.log_level)
     gw = build_gateway(settings, config)
@@ -191,10 +224,10 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             await gw.upstreams.aclose()
             gw.logger.info("gateway.stopped")
 
-    def on_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    def on_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
         return _error_response(request, exc)
 
-    def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         mapped: GatewayError
         if exc.status_code == 404:
             mapped = NotFoundError(f"Unknown path: {request.method} {request.url.path}")
@@ -209,16 +242,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
             mapped.status_code = exc.status_code
         return _error_response(request, mapped, exc.headers)  # e.g. Allow on a 405
 
-    def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        gw.logger.error(
-            "request.unhandled_exception",
-            path=request.url.path,
-            error=type(exc).__name__,
-            traceback="".join(traceback.format_exception(exc)),
-        )
-        return _error_response(request, GatewayError("The gateway had an internal error."))
+    def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        request_id = new_request_id(request.headers.get("x-request-id"))
+        return to_response(internal_error_reply(gw.logger, request.url.path, exc, request_id))
 
-    app = Litestar(
+    app = GatewayApp(
         route_handlers=[*openai_handlers(gw), *ops_handlers(gw), *admin_handlers(gw)],
         lifespan=[lifespan],
         exception_handlers={
@@ -237,6 +265,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Lites
         debug=False,
     )
     app.state.gateway = gw
+    app.data_plane = ChatCompletionsASGI(gw)
     return app
 
 
@@ -261,19 +290,11 @@ def _error_response(
     request: Request[Any, Any, Any],
     exc: GatewayError,
     extra_headers: dict[str, str] | None = None,
-) -> Response[bytes]:
-    headers = {"x-request-id": new_request_id(request.headers.get("x-request-id"))}
-    headers.update(exc.headers())
-    if extra_headers:
-        headers.update(extra_headers)
-    return Response(
-        exc.to_body(),
-        status_code=exc.status_code,
-        headers=headers,
-        media_type="application/json",
-    )
+) -> Response[Any]:
+    request_id = new_request_id(request.headers.get("x-request-id"))
+    return to_response(error_reply(exc, request_id, extra_headers))
 
 
-def app_from_environment() -> Litestar:
+def app_from_environment() -> GatewayApp:
     """Factory for ``uvicorn --factory``: settings from ``GATEWAY_*``, routes from the file."""
     return create_app(load_settings())

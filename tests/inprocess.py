@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from litestar import Litestar
 from pydantic import SecretStr
 
-from gateway.app import Gateway, create_app
+from gateway.app import Gateway, GatewayApp, create_app
 from gateway.config import load_config
 from gateway.settings import Settings, UpstreamSettings
 from gateway.upstream import Transport, UpstreamClient
@@ -129,7 +128,7 @@ class HandlerTransport(httpx.AsyncBaseTransport):
 class InProcessGateway:
     """The app, its parts, and a client bound to it (lifespan running)."""
 
-    app: Litestar
+    app: GatewayApp
     gw: Gateway
     client: httpx.AsyncClient
 
@@ -207,7 +206,7 @@ async def in_process_gateway(
 
 
 @asynccontextmanager
-async def lifespan(app: Litestar) -> AsyncIterator[None]:
+async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
     """Run ``app``'s ASGI lifespan (start-up, then shutdown on exit) in this event loop.
 
     Litestar's own ``AsyncTestClient`` runs the app in a portal thread with its own loop, which
