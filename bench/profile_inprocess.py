@@ -339,9 +339,15 @@ async def build_app(variant: str, work: Path) -> tuple[Any, Callable[[], Any] | 
 
         app = bare_app(UPSTREAM + "/v1")
         return app, await lifespan(app), None
-    from gateway.app import create_app  # noqa: PLC0415
+    import gateway.app as gateway_app  # noqa: PLC0415
 
-    app = create_app(gateway_settings(work))
+    if os.environ.get("BENCH_GC_THRESHOLD"):  # measuring other thresholds
+        threshold = tuple(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(","))
+        gateway_app.GC_THRESHOLD = threshold  # type: ignore[assignment]
+    # As served (app_from_environment): the collector tuned after start-up, unless measuring
+    # the gateway without it (BENCH_GC_TUNING=0).
+    tuning = os.environ.get("BENCH_GC_TUNING", "1") == "1"
+    app = gateway_app.create_app(gateway_settings(work), gc_tuning=tuning)
     return app, await lifespan(app), app.state.gateway
 
 
