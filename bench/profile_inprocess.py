@@ -295,12 +295,16 @@ def gateway_settings(work: Path) -> Any:
     )
     routes = work / "routes.yaml"
     routes.write_text(text)
+    extra: dict[str, Any] = {}
+    if os.environ.get("BENCH_GUARD_FLUSH_S"):  # the guard's exchange interval (default 20 ms)
+        extra["guard_flush_s"] = float(os.environ["BENCH_GUARD_FLUSH_S"])
     return Settings(
         config=routes,
         client_keys={"bench": KEY},  # type: ignore[dict-item]
         flag_store=f"sqlite:///{work}/flags.db",
         log_level="info",
         upstream=UpstreamSettings(max_keepalive_connections=512),
+        **extra,
     )
 
 

@@ -122,6 +122,9 @@ async def send_reply(send: Any, reply: Reply, watch: DisconnectWatch | None = No
     await send({"type": "http.response.body", "body": b""})
 
 
+_MAX_ACCEPTED = 256
+
+
 class ChatCompletionsASGI:
     """``POST /v1/chat/completions`` as a raw ASGI callable (see the module docstring).
 
@@ -131,11 +134,12 @@ class ChatCompletionsASGI:
     in OpenAI's envelope, logged with its traceback.
     """
 
-    __slots__ = ("_keys", "_logger", "_max_body", "_override_keys", "_relay")
+    __slots__ = ("_accepted", "_keys", "_logger", "_max_body", "_override_keys", "_relay")
 
     def __init__(self, gw: Any) -> None:
         self._relay = gw.relay
         self._keys = gw.client_keys
+        self._accepted: dict[bytes, str | None] = {}
         self._override_keys = gw.override_keys
         self._max_body = gw.settings.max_body_bytes
         self._logger = gw.logger
@@ -157,9 +161,7 @@ class ChatCompletionsASGI:
         request_id = new_request_id(None if given_id is None else given_id.decode("latin-1"))
         ctx = CallContext(request_id, started)
         try:
-            ctx.key_name = self._keys.authenticate(
-                None if authorization is None else authorization.decode("latin-1")
-            )
+            ctx.key_name = self._authenticate(authorization)
             if subject is not None:
                 ctx.subject = subject.decode("latin-1")
                 if len(ctx.subject) > MAX_SUBJECT_CHARS:
@@ -189,6 +191,23 @@ class ChatCompletionsASGI:
             raise
         finally:
             watch.stop()
+
+    def _authenticate(self, authorization: bytes | None) -> str | None:
+        """The client key's name (:meth:`gateway.auth.KeyRing.authenticate`: 401/403 raised).
+
+        Header values that authenticated are remembered (at most :data:`_MAX_ACCEPTED`): a
+        known value costs a dict lookup instead of a SHA-256 and a comparison per key. Only
+        accepted values are kept, so a client cannot grow the dict without a valid key; the
+        lookup compares a randomised hash first, so it tells nothing about other keys."""
+        accepted = self._accepted
+        if authorization in accepted:
+            return accepted[authorization]
+        name: str | None = self._keys.authenticate(
+            None if authorization is None else authorization.decode("latin-1")
+        )
+        if authorization is not None and len(self._accepted) < _MAX_ACCEPTED:
+            self._accepted[authorization] = name
+        return name
 
     async def _read_body(self, receive: Any, length: bytes | None) -> bytes | None:
         """The whole body (None if the client disconnected). Raises PayloadTooLargeError."""
