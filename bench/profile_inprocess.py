@@ -11,10 +11,10 @@ HTTP parser; only the kernel's socket work is missing. Variants:
   Litestar's ``@asgi``; ``floor-httpx``: the raw floor sending as the gateway does (an
   ``httpx.Request`` straight to httpx-aiohttp's transport); ``bare``: bench/bare_proxy.py
   (Litestar ``@post`` + Request/Response + httpx-aiohttp);
-* ``gateway``: ``create_app(settings)`` with bench/routes.yaml (route support-triage: 50/50
-  rollout, prompts, contract, guard, telemetry to a file, metrics); ``gateway-passthrough``: the
-  pass-through model; ``gateway-gcfreeze``: the gateway after ``gc.freeze()`` and a young
-  generation threshold of 10,000;
+* ``gateway``: ``create_app(settings, gc_tuning=True)`` as served, with bench/routes.yaml
+  (route support-triage: 50/50 rollout, prompts, contract, guard, telemetry to a file,
+  metrics); ``gateway-passthrough``: the pass-through model; ``gateway-gcdefault``: the gateway
+  with Python's collector settings (no ``gc.freeze()``, threshold 700);
 * ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver).
 
 Then: the raw floor, the floor through httpx-aiohttp and the gateway under py-spy (1,000
@@ -61,7 +61,7 @@ VARIANTS = [
     "bare",
     "gateway",
     "gateway-passthrough",
-    "gateway-gcfreeze",
+    "gateway-gcdefault",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ async def build_app(variant: str, work: Path) -> tuple[Any, Callable[[], Any] | 
         gateway_app.GC_THRESHOLD = threshold  # type: ignore[assignment]
     # As served (app_from_environment): the collector tuned after start-up, unless measuring
     # the gateway without it (BENCH_GC_TUNING=0).
-    tuning = os.environ.get("BENCH_GC_TUNING", "1") == "1"
+    tuning = os.environ.get("BENCH_GC_TUNING", "1") == "1" and variant != "gateway-gcdefault"
     app = gateway_app.create_app(gateway_settings(work), gc_tuning=tuning)
     return app, await lifespan(app), app.state.gateway
 
@@ -439,10 +439,6 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(c.run(per) for c in connections))
 
     await drive(args.warmup)
-    if args.variant.endswith("gcfreeze"):
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
     out: dict[str, Any] = {"variant": args.variant, "stream": args.stream}
     if args.spy:
         # The collector off while sampled: py-spy would show each collection inside whatever
@@ -666,7 +662,7 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
         "  alt: dict of known header values -> key name": timed(
             lambda: cache.get(f"Bearer {KEY}"), n
         ),
-        "request id: new_request_id (uuid4)": timed(lambda: new_request_id(None), n),
+        "request id: new_request_id (os.urandom)": timed(lambda: new_request_id(None), n),
         "  alt: os.urandom(12).hex()": timed(lambda: "req_" + os.urandom(12).hex(), n),
         "body parse: parse_chat_request (decode to dict + msgspec.convert)": timed(
             lambda: parse_chat_request(raw), n
@@ -699,8 +695,11 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "  part: building the RequestRecord used above": timed(record, n),
         "telemetry: Telemetry.finish (all of it)": timed(lambda: telemetry.finish(record()), n),
-        "  part: structlog request.completed line (to a file)": timed(
+        "  part: structlog request.completed line, general logger (to a file)": timed(
             lambda: gw.logger.info("request.completed", **event), n
+        ),
+        "  part: the same line, the request-line logger (get_line_logger)": timed(
+            lambda: telemetry._log.info("request.completed", **event), n
         ),
         "  alt: msgspec Struct line, encode_into a reused buffer, write": timed(msgspec_line, n),
         "  part: prometheus-client, the 7 updates of one request": timed(prometheus, n),
@@ -958,7 +957,7 @@ def report(r: dict[str, Any]) -> str:
         "bare": "bench/bare_proxy.py: Litestar `@post` Request/Response + httpx-aiohttp",
         "gateway": "the gateway, route support-triage, every feature on",
         "gateway-passthrough": "the gateway, pass-through model",
-        "gateway-gcfreeze": "the gateway after gc.freeze(), gc.set_threshold(10_000, 20, 20)",
+        "gateway-gcdefault": "the gateway with Python's collector settings (no gc tuning)",
     }
     for v, us in cpu.items():
         ratio = cpu["floor"] / us if us else 0
