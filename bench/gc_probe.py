@@ -56,9 +56,12 @@ def serve() -> None:
         out.write_text(json.dumps({str(g): v for g, v in stats.items()}))
 
     signal.signal(signal.SIGUSR1, dump)
-    if mode != "default":
-        import gateway.app as gateway_app  # noqa: PLC0415
+    import gateway.app as gateway_app  # noqa: PLC0415
 
+    # The served gateway tunes the collector itself after start-up (gateway.app.tune_gc);
+    # here each mode sets it alone.
+    gateway_app.tune_gc = lambda: None
+    if mode != "default":
         build = gateway_app.app_from_environment
 
         def patched() -> Any:

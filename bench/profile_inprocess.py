@@ -11,14 +11,11 @@ HTTP parser; only the kernel's socket work is missing. Variants:
   Litestar's ``@asgi``; ``floor-httpx``: the raw floor sending as the gateway does (an
   ``httpx.Request`` straight to httpx-aiohttp's transport); ``bare``: bench/bare_proxy.py
   (Litestar ``@post`` + Request/Response + httpx-aiohttp);
-* ``gateway``: ``create_app(settings)`` with bench/routes.yaml (route support-triage: 50/50
-  rollout, prompts, contract, guard, telemetry to a file, metrics); ``gateway-passthrough``: the
-  pass-through model; ``gateway-gcfreeze``: the gateway after ``gc.freeze()`` and a young
-  generation threshold of 10,000;
-* ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver);
-* ``lean``: :class:`Lean`, a prototype of the redesigned data plane (raw ASGI, aiohttp session,
-  cheap telemetry, pre-encoded payloads, ...) on the gateway's own parts, to estimate what the
-  redesign steps buy together; ``lean-passthrough``, ``lean-gcfreeze``.
+* ``gateway``: ``create_app(settings, gc_tuning=True)`` as served, with bench/routes.yaml
+  (route support-triage: 50/50 rollout, prompts, contract, guard, telemetry to a file,
+  metrics); ``gateway-passthrough``: the pass-through model; ``gateway-gcdefault``: the gateway
+  with Python's collector settings (no ``gc.freeze()``, threshold 700);
+* ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver).
 
 Then: the raw floor, the floor through httpx-aiohttp and the gateway under py-spy (1,000
 samples/s, attached after warm-up), each sample charged to the innermost frame that names a
@@ -26,9 +23,9 @@ component (gateway function or library), scaled to the unprofiled CPU per reques
 micro-timings of the gateway's request-path functions and of
 cheaper alternatives (prototypes, not changes to gateway/).
 
-    .venv/bin/python -m bench.profile_inprocess            # ~7 minutes; writes
+    .venv/bin/python -m bench.profile_inprocess            # ~6 minutes; writes
         bench/results/profile-inprocess.md and .json
-    .venv/bin/python -m bench.profile_inprocess --quick    # ~1.5 minutes, to check it works
+    .venv/bin/python -m bench.profile_inprocess --quick    # ~1 minute, to check it works
 """
 
 from __future__ import annotations
@@ -64,11 +61,7 @@ VARIANTS = [
     "bare",
     "gateway",
     "gateway-passthrough",
-    "gateway-gcfreeze",
-    "lean",
-    "lean-passthrough",
-    "lean-gcfreeze",
-    "lean-passthrough-gcfreeze",
+    "gateway-gcdefault",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +212,11 @@ def patch_httpx_aiohttp() -> None:
         )
 
     AiohttpTransport.get_client = get_client
+    try:  # the gateway's own aiohttp transport (gateway/upstream/transport.py)
+        from gateway.upstream.transport import AiohttpTransport as Ours  # noqa: PLC0415
+    except ImportError:
+        return
+    Ours.connector_factory = staticmethod(memory_connector)  # type: ignore[assignment]
 
 
 class Connection:
@@ -297,12 +295,16 @@ def gateway_settings(work: Path) -> Any:
     )
     routes = work / "routes.yaml"
     routes.write_text(text)
+    extra: dict[str, Any] = {}
+    if os.environ.get("BENCH_GUARD_FLUSH_S"):  # the guard's exchange interval (default 20 ms)
+        extra["guard_flush_s"] = float(os.environ["BENCH_GUARD_FLUSH_S"])
     return Settings(
         config=routes,
         client_keys={"bench": KEY},  # type: ignore[dict-item]
         flag_store=f"sqlite:///{work}/flags.db",
         log_level="info",
         upstream=UpstreamSettings(max_keepalive_connections=512),
+        **extra,
     )
 
 
@@ -341,17 +343,16 @@ async def build_app(variant: str, work: Path) -> tuple[Any, Callable[[], Any] | 
 
         app = bare_app(UPSTREAM + "/v1")
         return app, await lifespan(app), None
-    from gateway.app import create_app  # noqa: PLC0415
+    import gateway.app as gateway_app  # noqa: PLC0415
 
-    app = create_app(gateway_settings(work))
-    stop = await lifespan(app)
-    if variant.startswith("lean"):
-        session = aiohttp.ClientSession(
-            connector=memory_connector(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
-        )
-        return Lean(app.state.gateway, session), stop, app.state.gateway
-    return app, stop, app.state.gateway
+    if os.environ.get("BENCH_GC_THRESHOLD"):  # measuring other thresholds
+        threshold = tuple(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(","))
+        gateway_app.GC_THRESHOLD = threshold  # type: ignore[assignment]
+    # As served (app_from_environment): the collector tuned after start-up, unless measuring
+    # the gateway without it (BENCH_GC_TUNING=0).
+    tuning = os.environ.get("BENCH_GC_TUNING", "1") == "1" and variant != "gateway-gcdefault"
+    app = gateway_app.create_app(gateway_settings(work), gc_tuning=tuning)
+    return app, await lifespan(app), app.state.gateway
 
 
 class HttpxFloor:
@@ -394,237 +395,6 @@ class HttpxFloor:
         await send({"type": "http.response.body", "body": data})
 
 
-class Lean:
-    """A prototype of the redesigned data plane, to estimate what all the steps buy together.
-
-    Raw ASGI (no Litestar on the data plane), the upstream call straight on one aiohttp
-    session, the key ring's names looked up by header value, one JSON decode of the request,
-    the gateway's own flag decision, payloads from pre-encoded variant prefixes, the typed
-    response view, the route's contract and the guard's accounting as in the gateway, one
-    msgspec-encoded log line and plain metric accumulators, precomputed response headers.
-    What it skips: failover, streams, shadow calls, override headers, error replies, every
-    check a client error needs (it answers the bench's one valid request). A prototype for
-    the estimate, not a design.
-    """
-
-    def __init__(self, gw: Any, session: Any) -> None:
-        import bisect  # noqa: PLC0415
-
-        import msgspec  # noqa: PLC0415
-
-        from gateway.routing import decide  # noqa: PLC0415
-        from gateway.telemetry import RequestRecord  # noqa: PLC0415
-        from gateway.upstream import decode_completion  # noqa: PLC0415
-
-        self.gw, self.session = gw, session
-        self.decide, self.record, self.decode = decide, RequestRecord, decode_completion
-        self.bisect = bisect.bisect_left
-        self.json_decode = msgspec.json.Decoder().decode
-        self.encode = msgspec.json.Encoder().encode
-        self.keys = {f"Bearer {KEY}".encode(): "bench"}  # the ring's names by header value
-        self.urls = {n: c.url for n, c in gw.upstreams.clients.items()}
-        self.prefix: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        for route in gw.config.routes.values():
-            for variant in route.variants.values():
-                head: dict[str, Any] = {"model": variant.model}
-                messages: list[Any] = []
-                if variant.system_prompt is not None and not route.passthrough:
-                    messages.append({"role": "system", "content": variant.system_prompt})
-                messages += list(variant.few_shot)
-                head["messages"] = messages
-                start = self.encode(head)[:-2]  # ...]} -> open messages list
-                end = b"]," + self.encode(variant.params)[1:] if variant.params else b"]}"
-                sep = b"," if messages else b""
-                self.prefix[(route.name, variant.name)] = (start + sep, end)
-        self.out = sys.stdout.buffer
-        self.buffer = bytearray()
-        self.bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
-        self.hist: dict[tuple[str, str], list[int]] = {}
-        self.count: dict[tuple[str, str, str, int], int] = {}
-
-        class Completed(msgspec.Struct):
-            request_id: str
-            route: str
-            variant: str
-            decision: str
-            upstream: str
-            upstream_model: str
-            status: int
-            duration_ms: float
-            upstream_duration_ms: float
-            overhead_ms: float
-            input_tokens: int
-            output_tokens: int
-            cost_usd: float
-            client_key: str | None
-            timestamp: float  # epoch seconds: no datetime formatting per line
-            stream: bool = False
-            event: str = "request.completed"
-            level: str = "info"
-
-        self.line = Completed
-        self.json_headers = [(b"content-type", b"application/json")]
-        self.sse_headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
-        from gateway.upstream import decode_chunk  # noqa: PLC0415
-
-        self.decode_chunk = decode_chunk
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        started = time.perf_counter()
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                key = self.keys.get(value)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body, more = body + message.get("body", b""), message.get("more_body", False)
-        request = self.json_decode(body)
-        gw = self.gw
-        route = gw.config.routes[request["model"]]
-        messages = request["messages"]
-        flag = None
-        if route.passthrough:
-            variant, reason = route.variants[route.fallback], "passthrough"
-        else:
-            flag = gw.latch.flag(route.name)
-            decision = self.decide(flag, request.get("user"), key)
-            reason = decision.reason
-            name = route.candidate if decision.role == "candidate" else route.fallback
-            variant = route.variants[name]
-        start, end = self.prefix[(route.name, variant.name)]
-        client = [m for m in messages if m.get("role") not in ("system", "developer")]
-        stream = request.get("stream") is True
-        if stream:
-            end = end[:-1] + b',"stream":true,"stream_options":{"include_usage":true}}'
-        payload = start + self.encode(client)[1:-1] + end
-        request_id = "req_" + os.urandom(12).hex()
-        call = (route, variant, reason, flag, key, request_id, started)
-        t0 = time.perf_counter()
-        async with self.session.post(
-            self.urls[variant.upstream],
-            data=payload,
-            headers={"content-type": "application/json", "x-request-id": request_id},
-        ) as response:
-            if stream:
-                await self._relay(response, call, t0, send)
-                return
-            data = await response.read()
-        upstream_s = time.perf_counter() - t0
-        view = self.decode(data)
-        text = view.choices[0].message.content if view.choices else None
-        usage = view.usage
-        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        overhead = self._account(call, upstream_s, text, tokens)
-        headers = [
-            *self.json_headers,
-            (b"content-length", b"%d" % len(data)),
-            *self._gateway_headers(call, overhead),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
-
-    @staticmethod
-    def _gateway_headers(call: tuple[Any, ...], overhead: float) -> list[tuple[bytes, bytes]]:
-        route, variant, reason, _, _, request_id, _ = call
-        return [
-            (b"x-request-id", request_id.encode()),
-            (b"x-gateway-route", route.name.encode()),
-            (b"x-gateway-variant", variant.name.encode()),
-            (b"x-gateway-decision", reason.encode()),
-            (b"x-gateway-overhead-ms", b"%.3f" % (overhead * 1000)),
-        ]
-
-    async def _relay(self, response: Any, call: tuple[Any, ...], t0: float, send: Any) -> None:
-        """Stream: the upstream's bytes go out as they come; each complete event is decoded
-        (typed view) for content and usage, as the gateway does, without Litestar's Stream or
-        a generator between the two."""
-        headers = [*self.sse_headers, *self._gateway_headers(call, time.perf_counter() - t0)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        parts: list[str] = []
-        tokens = (0, 0)
-        pending = b""
-        upstream_s = 0.0
-        chunks = response.content.iter_any().__aiter__()
-        while True:
-            w0 = time.perf_counter()
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-            upstream_s += time.perf_counter() - w0
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            pending += chunk
-            if b"\n\n" not in pending:
-                continue
-            *events, pending = pending.split(b"\n\n")
-            for event in events:
-                if not event.startswith(b"data: {"):
-                    continue
-                view = self.decode_chunk(event[6:])
-                if view.usage is not None:
-                    tokens = (view.usage.prompt_tokens, view.usage.completion_tokens)
-                for choice in view.choices:
-                    if choice.index == 0 and choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-        await send({"type": "http.response.body", "body": b""})
-        self._account(call, upstream_s, "".join(parts), tokens)
-
-    def _account(
-        self, call: tuple[Any, ...], upstream_s: float, text: str | None, tokens: tuple[int, int]
-    ) -> float:
-        """Contract, guard, metrics and the log line of one answer; returns the overhead."""
-        route, variant, reason, flag, key, request_id, started = call
-        gw = self.gw
-        rec = self.record(request_id, started, client_key=key)
-        rec.route, rec.variant, rec.decision = route.name, variant.name, reason
-        rec.upstream, rec.upstream_model = variant.upstream, variant.model
-        rec.role = "candidate" if variant.name == route.candidate else "fallback"
-        rec.rollout_id = flag.rollout_id if flag is not None else None
-        rec.checks_failed = gw.quality.judge(route.name, variant.name, text) or None
-        total = time.perf_counter() - started
-        gw.quality.settle(rec, total)
-        # telemetry: plain accumulators, one msgspec line
-        hist = self.hist.get((route.name, variant.name))
-        if hist is None:
-            hist = self.hist[(route.name, variant.name)] = [0] * (len(self.bounds) * 3 + 3)
-        width = len(self.bounds) + 1
-        for i, value in enumerate((total, total - upstream_s, upstream_s)):
-            hist[i * width + self.bisect(self.bounds, value)] += 1
-        counter = (route.name, variant.name, reason, 200)
-        self.count[counter] = self.count.get(counter, 0) + 1
-        line = self.line(
-            request_id,
-            route.name,
-            variant.name,
-            reason,
-            variant.upstream,
-            variant.model,
-            200,
-            round(total * 1000, 3),
-            round(upstream_s * 1000, 3),
-            round((total - upstream_s) * 1000, 3),
-            tokens[0],
-            tokens[1],
-            variant.cost_usd(*tokens),
-            key,
-            time.time(),
-        )
-        buffer = self.buffer
-        buffer.clear()
-        buffer += self.encode(line)
-        buffer += b"\n"
-        self.out.write(buffer)
-        self.out.flush()
-        return total - upstream_s
-
-
 def server_protocol(app: Any) -> Callable[[], Any]:
     """A factory of uvicorn HttpToolsProtocol objects for ``app``, configured as
     ``gateway serve`` configures uvicorn (proxy headers on, no access log)."""
@@ -649,7 +419,7 @@ def server_protocol(app: Any) -> Callable[[], Any]:
 
 
 def model_of(variant: str) -> str:
-    if "-passthrough" in variant or not variant.startswith(("gateway", "lean")):
+    if variant == "gateway-passthrough" or not variant.startswith("gateway"):
         return "bench-instant"
     return "support-triage"
 
@@ -669,10 +439,6 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(c.run(per) for c in connections))
 
     await drive(args.warmup)
-    if args.variant.endswith("gcfreeze"):
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
     out: dict[str, Any] = {"variant": args.variant, "stream": args.stream}
     if args.spy:
         # The collector off while sampled: py-spy would show each collection inside whatever
@@ -734,14 +500,13 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def timed(fn: Callable[[], Any], number: int) -> float:
-    """Median CPU µs per call of ``fn`` over 5 rounds of ``number`` calls (this thread's CPU
-    time: other load on the machine stays out)."""
+    """Median µs per call of ``fn`` over 5 rounds of ``number`` calls."""
     rounds = []
     for _ in range(5):
-        t0 = time.thread_time()
+        t0 = time.perf_counter()
         for _ in range(number):
             fn()
-        rounds.append((time.thread_time() - t0) / number * 1e6)
+        rounds.append((time.perf_counter() - t0) / number * 1e6)
     return round(statistics.median(rounds), 2)
 
 
@@ -897,7 +662,7 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
         "  alt: dict of known header values -> key name": timed(
             lambda: cache.get(f"Bearer {KEY}"), n
         ),
-        "request id: new_request_id (uuid4)": timed(lambda: new_request_id(None), n),
+        "request id: new_request_id (os.urandom)": timed(lambda: new_request_id(None), n),
         "  alt: os.urandom(12).hex()": timed(lambda: "req_" + os.urandom(12).hex(), n),
         "body parse: parse_chat_request (decode to dict + msgspec.convert)": timed(
             lambda: parse_chat_request(raw), n
@@ -930,8 +695,11 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "  part: building the RequestRecord used above": timed(record, n),
         "telemetry: Telemetry.finish (all of it)": timed(lambda: telemetry.finish(record()), n),
-        "  part: structlog request.completed line (to a file)": timed(
+        "  part: structlog request.completed line, general logger (to a file)": timed(
             lambda: gw.logger.info("request.completed", **event), n
+        ),
+        "  part: the same line, the request-line logger (get_line_logger)": timed(
+            lambda: telemetry._log.info("request.completed", **event), n
         ),
         "  alt: msgspec Struct line, encode_into a reused buffer, write": timed(msgspec_line, n),
         "  part: prometheus-client, the 7 updates of one request": timed(prometheus, n),
@@ -1086,7 +854,7 @@ def main_parent(args: argparse.Namespace) -> int:
     totals: dict[str, list[float]] = {v: [] for v in VARIANTS}
     gc_us: dict[str, list[float]] = {v: [] for v in VARIANTS}
     gc_runs: dict[str, list[dict[str, int]]] = {v: [] for v in VARIANTS}
-    streams: dict[str, list[float]] = {v: [] for v in ("floor", "gateway", "lean")}
+    streams: dict[str, list[float]] = {v: [] for v in ("floor", "gateway")}
     base = ["worker", "--requests", str(requests), "--warmup", "3000", "--connections", "32"]
     for r in range(rounds):  # interleaved rounds, fresh process per measurement
         for variant in VARIANTS:
@@ -1171,11 +939,9 @@ def report(r: dict[str, Any]) -> str:
         "No sockets: uvicorn's httptools protocol is fed HTTP/1.1 bytes through an in-memory "
         "transport, and the upstream is an aiohttp connector whose in-memory connections answer "
         "nginx's fixed completion on the next loop turn. CPU per request therefore excludes the "
-        "kernel's socket work (on this machine about 35 µs per proxied request: bench/run "
-        "measured the raw floor at ~120 µs of server CPU per request) but includes every "
-        "Python and C layer of the request path, and this script's in-memory sockets (last row "
-        "of the component table). Numbers are CPU µs per request (`time.process_time`, all "
-        "threads), median of the rounds.",
+        "kernel's socket work (about a third of a real server's CPU here) but includes every "
+        "Python and C layer of the request path. Numbers are CPU µs per request "
+        "(`time.process_time`), median of the rounds.",
         "",
         "## CPU per request by variant",
         "",
@@ -1191,11 +957,7 @@ def report(r: dict[str, Any]) -> str:
         "bare": "bench/bare_proxy.py: Litestar `@post` Request/Response + httpx-aiohttp",
         "gateway": "the gateway, route support-triage, every feature on",
         "gateway-passthrough": "the gateway, pass-through model",
-        "gateway-gcfreeze": "the gateway after gc.freeze(), gc.set_threshold(10_000, 20, 20)",
-        "lean": "prototype of the redesigned data plane (class Lean): every step below at once",
-        "lean-passthrough": "the prototype, pass-through model",
-        "lean-gcfreeze": "the prototype after gc.freeze(), gc.set_threshold(10_000, 20, 20)",
-        "lean-passthrough-gcfreeze": "the prototype, pass-through model, after gc.freeze()",
+        "gateway-gcdefault": "the gateway with Python's collector settings (no gc tuning)",
     }
     for v, us in cpu.items():
         ratio = cpu["floor"] / us if us else 0
@@ -1203,13 +965,9 @@ def report(r: dict[str, Any]) -> str:
     s = r["stream_cpu_us_per_stream"]
     lines += [
         "",
-        "Streams (20 content chunks + usage + [DONE], one read per event), CPU µs per stream: "
-        + ", ".join(
-            f"{v} {x['median']:.0f} ({s['floor']['median'] / x['median']:.2f}x the floor's)"
-            for v, x in s.items()
-        )
-        + " (lean: the prototype relaying the upstream's bytes as they come and decoding each "
-        "event for content and usage, as the gateway does).",
+        f"Streams (20 content chunks + usage + [DONE], one read per event): raw floor "
+        f"{s['floor']['median']:.0f} µs, gateway {s['gateway']['median']:.0f} µs CPU per stream "
+        f"({s['floor']['median'] / s['gateway']['median']:.2f}x).",
         "",
         "Runs (µs/request): "
         + "; ".join(
@@ -1255,10 +1013,8 @@ def report(r: dict[str, Any]) -> str:
         "",
         "## Micro-timings (µs per call, no profiler) and cheaper alternatives",
         "",
-        f"Each: median of 5 rounds of {r['number']:,} calls in a started gateway process, CPU "
-        "time of the calling thread (`alt:` lines are prototypes in this script, not changes "
-        "to gateway/). Warm loops: in the request path the same calls cost up to 2-3x more "
-        "(compare the component table).",
+        f"Each: median of 5 rounds of {r['number']:,} calls in a started gateway process "
+        "(`alt:` lines are prototypes in this script, not changes to gateway/).",
         "",
         "| function | µs |",
         "| --- | --: |",

@@ -20,7 +20,6 @@ from time import perf_counter
 from typing import Any
 
 import anyio
-import httpx
 import msgspec
 
 from gateway.config import GatewayConfig, Route, Variant
@@ -49,13 +48,16 @@ from gateway.upstream import (
 )
 from gateway.upstream.sse import DONE, SSEEventTooLarge, event_data
 from gateway.upstream.stream_start import OpenedStream
+from gateway.upstream.transport import TransportError
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
     "MAX_JSON_DEPTH",
     "CallContext",
     "ChatRelay",
+    "Headers",
     "Reply",
+    "error_reply",
     "parse_chat_request",
 ]
 
@@ -73,7 +75,10 @@ _PASSTHROUGH = Decision("fallback", "passthrough")
 _SHADOW = Decision("fallback", "shadow")
 _VIOLATION = Decision("fallback", "violation")
 _JSON = "application/json"
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+Headers = list[tuple[bytes, bytes]]
+"""Response headers as ASGI sends them: (lower-case name, value) pairs, latin-1 bytes."""
 
 
 class _Message(msgspec.Struct):
@@ -176,13 +181,34 @@ class CallContext:
 
 @dataclass(slots=True)
 class Reply:
-    """What the HTTP layer sends: a body, or an async iterator of SSE bytes."""
+    """What the HTTP layer sends: a body, or an async iterator of SSE bytes. ``headers`` are
+    ASGI pairs without ``content-type`` (from ``media_type``) and ``content-length``."""
 
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: bytes = b""
     media_type: str = _JSON
     stream: AsyncIterator[bytes] | None = None
+
+    def header_dict(self) -> dict[str, str]:
+        """``headers`` as a dict of text, for a Litestar ``Response``."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
+
+
+def error_reply(
+    exc: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None
+) -> Reply:
+    """The one mapping of an error to its reply: ``exc``'s status, OpenAI's error envelope,
+    ``x-request-id`` and the error's own headers (``retry-after``), then ``extra_headers``
+    (e.g. ``allow`` on a 405). The data plane sends it as is; Litestar's exception handlers
+    turn it into a ``Response`` (``gateway.api.openai.to_response``)."""
+    headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
+    for name, value in exc.headers().items():
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+    if extra_headers:
+        for name, value in extra_headers.items():
+            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return Reply(exc.status_code, headers, exc.to_body())
 
 
 def _content(view: Any) -> str | None:
@@ -219,21 +245,23 @@ class ChatRelay:
         self._log_payloads = log_payloads
         self._clock = clock
         self._failover_children: dict[tuple[str, str], Any] = {}
+        self._routing_headers: dict[tuple[str, str, str], tuple[tuple[bytes, bytes], ...]] = {}
 
     def reject(self, rec: RequestRecord, exc: GatewayError) -> Reply:
         """Finish ``rec`` with ``exc`` and build its OpenAI error reply."""
         rec.status = exc.status_code
         rec.error_code = exc.code
         self._finish(rec)
-        headers = {"x-request-id": rec.request_id, **exc.headers()}
+        reply = error_reply(exc, rec.request_id)
         # The routing headers say as much as was decided before the error.
+        headers = reply.headers
         if rec.route is not None:
-            headers["x-gateway-route"] = rec.route
+            headers.append((b"x-gateway-route", rec.route.encode("latin-1")))
         if rec.variant is not None:
-            headers["x-gateway-variant"] = rec.variant
+            headers.append((b"x-gateway-variant", rec.variant.encode("latin-1")))
         if rec.decision is not None:
-            headers["x-gateway-decision"] = rec.decision
-        return Reply(exc.status_code, headers, exc.to_body())
+            headers.append((b"x-gateway-decision", rec.decision.encode("latin-1")))
+        return reply
 
     def _finish(self, rec: RequestRecord) -> None:
         """Every request ends here once: quality bookkeeping, then metrics and the log event."""
@@ -357,7 +385,7 @@ class ChatRelay:
                 if stream:
                     response: Any = await client.open_stream(payload, request_id=ctx.request_id)
                 else:
-                    response = await client.send(payload, stream=False, request_id=ctx.request_id)
+                    response = await client.send(payload, request_id=ctx.request_id)
                     try:
                         view = decode_completion(response.content)
                     except msgspec.DecodeError:
@@ -429,14 +457,23 @@ class ChatRelay:
             )
         child.inc()
 
-    def _headers(self, rec: RequestRecord, variant: Variant, decision: Decision) -> dict[str, str]:
-        return {
-            "x-request-id": rec.request_id,
-            "x-gateway-route": variant.route,
-            "x-gateway-variant": variant.name,
-            "x-gateway-decision": decision.reason,
-            "x-gateway-overhead-ms": f"{rec.overhead_seconds(self._clock()) * 1000:.3f}",
-        }
+    def _headers(self, rec: RequestRecord, variant: Variant, decision: Decision) -> Headers:
+        """x-request-id and the x-gateway-* headers; the routing ones encoded once per
+        (route, variant, decision reason)."""
+        key = (variant.route, variant.name, decision.reason)
+        routing = self._routing_headers.get(key)
+        if routing is None:
+            routing = self._routing_headers[key] = (
+                (b"x-gateway-route", variant.route.encode("latin-1")),
+                (b"x-gateway-variant", variant.name.encode("latin-1")),
+                (b"x-gateway-decision", decision.reason.encode("latin-1")),
+            )
+        overhead = rec.overhead_seconds(self._clock()) * 1000
+        return [
+            (b"x-request-id", rec.request_id.encode("latin-1")),
+            *routing,
+            (b"x-gateway-overhead-ms", b"%.3f" % overhead),
+        ]
 
     async def _unary(
         self,
@@ -508,7 +545,7 @@ class ChatRelay:
         rec.priced = variant.priced
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
         headers = self._headers(rec, variant, decision)
-        headers.update(_SSE_HEADERS)
+        headers += _SSE_HEADERS
         events = self._relay_events(opened, variant, rec, wants_usage, body)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
@@ -522,7 +559,7 @@ class ChatRelay:
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive (first those read while opening the
         stream); end in ``[DONE]`` or an error event."""
-        response, decoder, chunks = opened.response, opened.decoder, opened.chunks
+        decoder, chunks = opened.decoder, opened.chunks
         first: list[bytes] | None = opened.events
         parts: list[str] = []
         done = False
@@ -539,7 +576,7 @@ class ChatRelay:
                     except StopAsyncIteration:
                         rec.add_upstream(clock() - t0)
                         break
-                    except httpx.HTTPError as exc:
+                    except TransportError as exc:
                         rec.add_upstream(clock() - t0)
                         failed = translate_transport_error(exc, variant.upstream)
                         if not isinstance(failed, UpstreamTimeoutError):
@@ -619,7 +656,7 @@ class ChatRelay:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await response.aclose()
+                await opened.aclose()
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
             rec.completion = "".join(parts)
             if rec.status == 200:

@@ -37,8 +37,8 @@ class UpstreamSettings(BaseModel):
 
     transport: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
-        description="aiohttp transport under httpx's interface (faster under concurrency, "
-        "encode/httpx#3215) or httpx's own.",
+        description="aiohttp: one aiohttp.ClientSession per upstream, called directly (the "
+        "default, the faster); httpx: httpx's own pool (encode/httpx#3215).",
     )
     max_connections: int = Field(512, ge=1, description="Connections per upstream at most.")
     max_keepalive_connections: int = Field(128, ge=0)

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from litestar import Litestar
 from pydantic import SecretStr
 
-from gateway.app import Gateway, create_app
+from gateway.app import Gateway, GatewayApp, create_app
 from gateway.config import load_config
 from gateway.settings import Settings, UpstreamSettings
-from gateway.upstream import UpstreamClient
+from gateway.upstream import Transport, UpstreamClient
 
 __all__ = [
     "ADMIN_KEY",
@@ -129,7 +128,7 @@ class HandlerTransport(httpx.AsyncBaseTransport):
 class InProcessGateway:
     """The app, its parts, and a client bound to it (lifespan running)."""
 
-    app: Litestar
+    app: GatewayApp
     gw: Gateway
     client: httpx.AsyncClient
 
@@ -158,7 +157,7 @@ class InProcessGateway:
 @asynccontextmanager
 async def in_process_gateway(
     tmp_path: Path,
-    upstream: Handler | Mapping[str, httpx.AsyncBaseTransport],
+    upstream: Handler | Mapping[str, httpx.AsyncBaseTransport | Transport],
     *,
     routes: str | None = None,
     upstream_settings: Mapping[str, Any] | None = None,
@@ -166,7 +165,9 @@ async def in_process_gateway(
 ) -> AsyncIterator[InProcessGateway]:
     """Build the app for ``routes`` (default :func:`routes_text`) with every upstream answered
     by ``upstream`` (an async handler, wrapped in :class:`HandlerTransport`), or by the transport
-    named after it in a mapping (an upstream not in the mapping keeps its real transport)."""
+    named after it in a mapping: an ``httpx.AsyncBaseTransport`` (adapted by
+    :class:`gateway.upstream.HttpxTransport`) or a :class:`gateway.upstream.Transport`. An
+    upstream not in the mapping keeps its real transport."""
     path = tmp_path / "routes.yaml"
     path.write_text(routes if routes is not None else routes_text())
     config = load_config(path)
@@ -182,7 +183,7 @@ async def in_process_gateway(
     )
     app = create_app(full, config)
     gw: Gateway = app.state.gateway
-    transports: Mapping[str, httpx.AsyncBaseTransport]
+    transports: Mapping[str, httpx.AsyncBaseTransport | Transport]
     if isinstance(upstream, Mapping):
         transports = upstream
     else:
@@ -205,7 +206,7 @@ async def in_process_gateway(
 
 
 @asynccontextmanager
-async def lifespan(app: Litestar) -> AsyncIterator[None]:
+async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
     """Run ``app``'s ASGI lifespan (start-up, then shutdown on exit) in this event loop.
 
     Litestar's own ``AsyncTestClient`` runs the app in a portal thread with its own loop, which

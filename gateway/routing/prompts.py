@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["apply_prompt"]
+__all__ = ["apply_prompt", "is_system_message"]
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -45,5 +45,9 @@ def apply_prompt(
     return [system, *head, *few_shot, *(m for m in messages if not _is_system(m))]
 
 
-def _is_system(message: Any) -> bool:
+def is_system_message(message: Any) -> bool:
+    """A ``system`` or ``developer`` message (as the client sent it, decoded)."""
     return isinstance(message, dict) and message.get("role") in _SYSTEM_ROLES
+
+
+_is_system = is_system_message

@@ -14,6 +14,8 @@ from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics
 
 __all__ = ["RequestRecord", "Telemetry"]
 
+_NO_FIELDS: dict[str, Any] = {}
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -65,6 +67,8 @@ class Telemetry:
     """Turns finished :class:`RequestRecord` objects into metrics and one log event each."""
 
     def __init__(self, metrics: Metrics, logger: Any, *, log_payloads: bool = False) -> None:
+        """``logger``: a structlog logger for the ``request.completed`` events (the app gives
+        :func:`~gateway.telemetry.logging.get_line_logger`'s)."""
         self.metrics = metrics
         self._log = logger
         self._log_payloads = log_payloads
@@ -96,37 +100,42 @@ class Telemetry:
                 vm.output_tokens.inc(rec.output_tokens)
             if rec.cost_usd:
                 vm.cost.inc(rec.cost_usd)
-        event: dict[str, Any] = {
-            "request_id": rec.request_id,
-            "route": rec.route,
-            "variant": rec.variant,
-            "decision": rec.decision,
-            "upstream": rec.upstream,
-            "upstream_model": rec.upstream_model,
-            "stream": rec.stream,
-            "status": rec.status,
-            "duration_ms": round(total * 1000, 3),
-            "upstream_duration_ms": round(rec.upstream_seconds * 1000, 3),
-            "overhead_ms": round(overhead * 1000, 3),
-            "ttft_ms": None if rec.ttft_seconds is None else round(rec.ttft_seconds * 1000, 3),
-            "input_tokens": rec.input_tokens,
-            "output_tokens": rec.output_tokens,
-            "cost_usd": round(rec.cost_usd, 10) if rec.priced else None,
-            "client_key": rec.client_key,
-        }
-        if rec.failover_reason:
-            event["failover_reason"] = rec.failover_reason
-            event["failed_variant"] = rec.failed_variant
-        if rec.error_code:
-            event["error_code"] = rec.error_code
-        if rec.client_disconnected:
-            event["client_disconnected"] = True
+        extra: dict[str, Any] | None = None  # the rare fields, only when there are some
+        if rec.failover_reason or rec.error_code or rec.client_disconnected:
+            extra = {}
+            if rec.failover_reason:
+                extra["failover_reason"] = rec.failover_reason
+                extra["failed_variant"] = rec.failed_variant
+            if rec.error_code:
+                extra["error_code"] = rec.error_code
+            if rec.client_disconnected:
+                extra["client_disconnected"] = True
         if rec.checks_failed is not None:
-            event["checks_failed"] = rec.checks_failed
+            extra = extra or {}
+            extra["checks_failed"] = rec.checks_failed
         if self._log_payloads:
-            event["messages"] = rec.prompt
-            event["completion"] = rec.completion
-        if rec.status >= 500:
-            self._log.warning("request.completed", **event)
-        else:
-            self._log.info("request.completed", **event)
+            extra = extra or {}
+            extra["messages"] = rec.prompt
+            extra["completion"] = rec.completion
+        log = self._log.warning if rec.status >= 500 else self._log.info
+        ttft = rec.ttft_seconds
+        log(
+            "request.completed",
+            request_id=rec.request_id,
+            route=rec.route,
+            variant=rec.variant,
+            decision=rec.decision,
+            upstream=rec.upstream,
+            upstream_model=rec.upstream_model,
+            stream=rec.stream,
+            status=rec.status,
+            duration_ms=round(total * 1000, 3),
+            upstream_duration_ms=round(rec.upstream_seconds * 1000, 3),
+            overhead_ms=round(overhead * 1000, 3),
+            ttft_ms=None if ttft is None else round(ttft * 1000, 3),
+            input_tokens=rec.input_tokens,
+            output_tokens=rec.output_tokens,
+            cost_usd=round(rec.cost_usd, 10) if rec.priced else None,
+            client_key=rec.client_key,
+            **(extra or _NO_FIELDS),
+        )

@@ -1,8 +1,9 @@
-"""Talking to upstreams: the pooled client, exception translation and the SSE relay parser."""
+"""Talking to upstreams: the transports, the pooled client, exception translation and the SSE
+relay parser."""
 
 from __future__ import annotations
 
-from gateway.upstream.client import UpstreamClient, UpstreamPool
+from gateway.upstream.client import UpstreamAnswer, UpstreamClient, UpstreamPool
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.sse import (
     ChunkView,
@@ -12,11 +13,24 @@ from gateway.upstream.sse import (
     decode_completion,
     sse_error_event,
 )
+from gateway.upstream.transport import (
+    AiohttpTransport,
+    HttpxTransport,
+    Transport,
+    TransportError,
+    TransportResponse,
+)
 
 __all__ = [
+    "AiohttpTransport",
     "ChunkView",
     "CompletionView",
+    "HttpxTransport",
     "SSEDecoder",
+    "Transport",
+    "TransportError",
+    "TransportResponse",
+    "UpstreamAnswer",
     "UpstreamClient",
     "UpstreamPool",
     "decode_chunk",

@@ -1,9 +1,10 @@
-"""The pooled, long-lived upstream clients: one ``httpx.AsyncClient`` per configured upstream.
+"""The pooled, long-lived upstream clients: one per configured upstream.
 
-The transport is chosen by ``GATEWAY_UPSTREAM__TRANSPORT``: ``aiohttp`` (httpx-aiohttp, the
-default: httpx's own pool slows down under concurrency, encode/httpx#3215) or ``httpx``. Either
-way callers see httpx's interface, and every transport exception leaves this module as an
-:class:`~gateway.errors.UpstreamError`.
+Each client sends on a :class:`~gateway.upstream.transport.Transport` chosen by
+``GATEWAY_UPSTREAM__TRANSPORT``: ``aiohttp`` (the default: one ``aiohttp.ClientSession`` per
+upstream, called directly) or ``httpx`` (httpx's own pool under the same interface). Tests
+inject either an ``httpx.AsyncBaseTransport`` (adapted) or a transport of their own. Every
+transport exception leaves this module as an :class:`~gateway.errors.UpstreamError`.
 
 Limits are set on purpose: ``max_connections`` per upstream, a connect timeout, a pool timeout
 (waiting for a free connection ends in 503 ``pool_exhausted`` instead of queueing forever,
@@ -13,11 +14,9 @@ for the whole call (``deadline_s``, default four read timeouts: a unary answer i
 up to its first event), so an upstream trickling one byte per read timeout cannot hold a request
 for ever.
 
-Requests go straight to the transport with headers, URL and timeouts prepared once: the
-``AsyncClient`` machinery around it (per-request URL parsing and header merging, an auth flow, a
-redirect loop, a cookie jar) was a fifth of the gateway's CPU per request (bench/RESULTS.md) and
-does nothing for us: no auth beyond our fixed header, redirects are not followed, and upstream
-cookies must not be kept and replayed across different clients' requests anyway.
+Headers and the URL are prepared once; each request adds only its ``x-request-id``. Redirects
+are not followed and upstream cookies are never kept (they must not be replayed across
+different clients' requests).
 """
 
 from __future__ import annotations
@@ -35,28 +34,44 @@ from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.redact import Redactor
 from gateway.upstream.slots import ConnectionSlots
 from gateway.upstream.stream_start import OpenedStream, read_first_event
+from gateway.upstream.transport import (
+    AiohttpTransport,
+    HttpxTransport,
+    Transport,
+    TransportError,
+    TransportResponse,
+)
 
-__all__ = ["UpstreamClient", "UpstreamPool"]
+__all__ = ["UpstreamAnswer", "UpstreamClient", "UpstreamPool"]
 
 _MAX_ERROR_BODY = 64 * 1024
 DEADLINE_READ_TIMEOUTS = 4
 """Default ``deadline_s``: this many read timeouts (``timeout_s``)."""
 
 
+class UpstreamAnswer:
+    """A unary answer read in full: ``status`` (2xx), ``headers`` and ``content`` (bytes)."""
+
+    __slots__ = ("content", "headers", "status")
+
+    def __init__(self, status: int, headers: object, content: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
+
+
 class UpstreamClient:
-    """One upstream: its pooled client and its credentials (never the client's)."""
+    """One upstream: its pooled transport and its credentials (never the client's)."""
 
     __slots__ = (
-        "_client",
         "_headers",
         "_redactor",
         "_slots",
-        "_timeout",
-        "_transport",
         "_url",
         "deadline_s",
         "max_event_bytes",
         "name",
+        "transport",
         "url",
     )
 
@@ -68,53 +83,46 @@ class UpstreamClient:
         api_key: str | None,
         *,
         redactor: Redactor | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``redactor`` removes secrets from relayed error bodies (default: this upstream's
-        key); ``transport`` replaces the configured one (tests: ``httpx.MockTransport``)."""
+        key); ``transport`` replaces the configured one: a :class:`Transport`, or an
+        ``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``), adapted."""
         self.name = name
         self._redactor = redactor or Redactor([api_key] if api_key else [])
-        self.url = config.base_url + "/chat/completions"
+        self.url = self._url = config.base_url + "/chat/completions"
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
         self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_keepalive_connections,
-            keepalive_expiry=settings.keepalive_expiry_s,
-        )
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=config.timeout_s,
-            write=config.timeout_s,
-            pool=settings.pool_timeout_s,
-        )
-        if transport is not None:
-            pass
-        elif settings.transport == "aiohttp":
-            from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 -- optional transport
+        self._headers = headers
+        if isinstance(transport, httpx.AsyncBaseTransport):
+            transport = HttpxTransport(transport, _httpx_timeout(config, settings))
+        elif transport is None and settings.transport == "httpx":
+            limits = httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_keepalive_connections,
+                keepalive_expiry=settings.keepalive_expiry_s,
+            )
+            transport = HttpxTransport(
+                httpx.AsyncHTTPTransport(limits=limits), _httpx_timeout(config, settings)
+            )
+        elif transport is None:
+            transport = AiohttpTransport(
+                limit=settings.max_connections,
+                keepalive_s=settings.keepalive_expiry_s,
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=config.timeout_s,
+            )
+        self.transport: Transport = transport
 
-            transport = AiohttpTransport(limits=limits)
-        else:
-            transport = httpx.AsyncHTTPTransport(limits=limits)
-        self._client = httpx.AsyncClient(
-            transport=transport, headers=headers, timeout=timeout, trust_env=False
-        )
-        self._transport = transport
-        self._url = httpx.URL(self.url)
-        # The client's default headers (accept, accept-encoding, connection, user-agent) merged
-        # with ours, once; each request adds only its x-request-id.
-        self._headers = list(self._client.headers.raw)
-        self._timeout = timeout.as_dict()
+    async def send(self, body: bytes, *, request_id: str, stream: bool = False) -> UpstreamAnswer:
+        """POST a chat completion and read the answer in full, within ``deadline_s``.
 
-    async def send(self, body: bytes, *, stream: bool, request_id: str) -> httpx.Response:
-        """POST a chat completion; return the open response once its status is 2xx.
-
-        With ``stream`` the body is not read: the caller iterates it and must ``aclose()`` it.
-        Without, the body is read before returning. Either way within ``deadline_s``.
+        ``stream`` must be false (kept for callers that say so; streams use
+        :meth:`open_stream`).
 
         Raises:
             PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
@@ -124,48 +132,57 @@ class UpstreamClient:
             UpstreamTimeoutError: the deadline passed (or a connect or read timeout).
             UpstreamConnectError: the connection was refused or dropped.
         """
-        await self._slots.acquire()
-        handed_over = False
+        assert not stream, "use open_stream"
+        slots = self._slots
+        await slots.acquire()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._send(body, stream=stream, request_id=request_id)
-            if stream:
-                self._slots.release_on_close(response)
-                handed_over = True
-            return response
+                response = await self._post(request_id, body)
+                try:
+                    content = await response.read()
+                except BaseException:
+                    await response.aclose()
+                    raise
+            return UpstreamAnswer(response.status, response.headers, content)
+        except TransportError as exc:
+            raise translate_transport_error(exc, self.name) from None
         except TimeoutError:
             raise self._past_deadline() from None
         finally:
-            if not handed_over:
-                self._slots.release()
+            slots.release()
 
     async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
         """POST a streaming chat completion and read it up to its first data event, within
-        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller closes
-        ``response`` of the result.
+        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller must
+        :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
+        connection slot back).
 
         Raises:
             UpstreamProtocolError: 2xx but not a valid event stream (failover ``invalid_response``).
             UpstreamStatusError, UpstreamTimeoutError, UpstreamConnectError, PoolExhaustedError:
                 as :meth:`send`.
         """
-        await self._slots.acquire()
+        slots = self._slots
+        await slots.acquire()
         handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._send(body, stream=True, request_id=request_id)
-                self._slots.release_on_close(response)
-                handed_over = True
+                response = await self._post(request_id, body)
                 try:
-                    return await read_first_event(response, self.name, self.max_event_bytes)
+                    opened = await read_first_event(response, self.name, self.max_event_bytes)
                 except BaseException:
                     await response.aclose()
                     raise
+                opened.release = slots.release
+                handed_over = True
+                return opened
+        except TransportError as exc:
+            raise translate_transport_error(exc, self.name) from None
         except TimeoutError:
             raise self._past_deadline() from None
         finally:
             if not handed_over:
-                self._slots.release()
+                slots.release()
 
     def _past_deadline(self) -> UpstreamTimeoutError:
         return UpstreamTimeoutError(
@@ -173,53 +190,49 @@ class UpstreamClient:
             upstream=self.name,
         )
 
-    async def _send(self, body: bytes, *, stream: bool, request_id: str) -> httpx.Response:
-        request = httpx.Request(
-            "POST",
-            self._url,
-            content=body,
-            headers=[*self._headers, (b"x-request-id", request_id.encode())],
-            extensions={"timeout": self._timeout},
-        )
-        try:
-            response = await self._transport.handle_async_request(request)
-            response.request = request
-        except httpx.HTTPError as exc:
-            raise translate_transport_error(exc, self.name) from None
-        try:
-            if response.status_code >= 300:
-                raise await self._status_error(response)
-            if not stream:
-                await response.aread()
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise translate_transport_error(exc, self.name) from None
-        except BaseException:
-            await response.aclose()
-            raise
+    async def _post(self, request_id: str, body: bytes) -> TransportResponse:
+        """The response of a 2xx answer, body unread. Raises TransportError,
+        UpstreamStatusError."""
+        headers = self._headers.copy()
+        headers["x-request-id"] = request_id
+        response = await self.transport.post(self._url, headers, body)
+        if response.status >= 300:
+            raise await self._status_error(response)
         return response
 
-    async def _status_error(self, response: httpx.Response) -> UpstreamStatusError:
+    async def _status_error(self, response: TransportResponse) -> UpstreamStatusError:
         body = b""
-        async for part in response.aiter_raw():
-            body += part
-            if len(body) > _MAX_ERROR_BODY:
-                body = b""
-                break
-        await response.aclose()
+        try:
+            async for part in response.chunks():
+                body += part
+                if len(body) > _MAX_ERROR_BODY:
+                    body = b""
+                    break
+        finally:
+            await response.aclose()
         if not body.lstrip().startswith(b"{"):
             body = b""
         body = self._redactor.bytes(body)
         return UpstreamStatusError(
-            f"upstream '{self.name}' answered HTTP {response.status_code}",
+            f"upstream '{self.name}' answered HTTP {response.status}",
             upstream=self.name,
-            upstream_status=response.status_code,
+            upstream_status=response.status,
             body=body or None,
             retry_after=response.headers.get("retry-after"),
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.transport.aclose()
+
+
+def _httpx_timeout(config: UpstreamConfig, settings: UpstreamSettings) -> dict[str, float]:
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_s,
+        read=config.timeout_s,
+        write=config.timeout_s,
+        pool=settings.pool_timeout_s,
+    )
+    return timeout.as_dict()  # type: ignore[return-value]
 
 
 class UpstreamPool:

@@ -1,16 +1,12 @@
-"""Translate transport exceptions (httpx, and aiohttp under httpx-aiohttp) into ours.
+"""Translate transport exceptions into ours.
 
-httpx-aiohttp maps aiohttp's exceptions onto httpx's, but coarsely: a refused connection arrives
-as ``httpx.ConnectTimeout`` because ``ClientConnectorError`` is a ``ClientConnectionError``. So
-the original aiohttp exception (the ``__cause__``) is checked first, then httpx's class.
+The transports (:mod:`gateway.upstream.transport`) raise
+:class:`~gateway.upstream.transport.TransportError` with a ``kind``; aiohttp's and httpx's own
+exceptions are understood too (for httpx-aiohttp's, the aiohttp ``__cause__`` is checked first:
+it reports a refused connection as ``httpx.ConnectTimeout``).
 """
 
 from __future__ import annotations
-
-import asyncio
-
-import aiohttp
-import httpx
 
 from gateway.errors import (
     PoolExhaustedError,
@@ -18,6 +14,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from gateway.upstream.transport import error_kind
 
 __all__ = ["translate_transport_error"]
 
@@ -25,32 +22,24 @@ __all__ = ["translate_transport_error"]
 def translate_transport_error(exc: BaseException, upstream: str) -> UpstreamError:
     """Map a transport exception to an :class:`~gateway.errors.UpstreamError` subclass.
 
-    Connection refused or reset: :class:`UpstreamConnectError` (502, failover ``connect``).
-    Connect or read timeout: :class:`UpstreamTimeoutError` (504, failover ``timeout``).
-    No free pooled connection in time: :class:`PoolExhaustedError` (503).
+    Connection refused: :class:`UpstreamConnectError` (502, failover ``connect``); reset or
+    dropped: the same, "closed the connection unexpectedly". Connect or read timeout:
+    :class:`UpstreamTimeoutError` (504, failover ``timeout``). No free pooled connection in
+    time: :class:`PoolExhaustedError` (503). The message names the upstream, never the
+    low-level text (it may carry host names).
     """
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientConnectorError):
+    kind = error_kind(exc)
+    if kind == "connect":
         return UpstreamConnectError(f"cannot connect to upstream '{upstream}'", upstream=upstream)
-    if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+    if kind == "timeout":
         return UpstreamTimeoutError(
             f"upstream '{upstream}' did not answer in time", upstream=upstream
         )
-    if isinstance(cause, aiohttp.ClientError):
-        return UpstreamConnectError(
-            f"upstream '{upstream}' closed the connection unexpectedly", upstream=upstream
-        )
-    if isinstance(exc, httpx.PoolTimeout):
+    if kind == "pool":
         return PoolExhaustedError(
             f"no free connection to upstream '{upstream}'; the pool is exhausted, retry later",
             upstream=upstream,
         )
-    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError):
-        return UpstreamTimeoutError(
-            f"upstream '{upstream}' did not answer in time", upstream=upstream
-        )
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamConnectError(f"cannot connect to upstream '{upstream}'", upstream=upstream)
     return UpstreamConnectError(
         f"upstream '{upstream}' closed the connection unexpectedly", upstream=upstream
     )

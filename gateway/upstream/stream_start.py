@@ -10,15 +10,15 @@ which sends them first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import httpx
 import msgspec
 
 from gateway.errors import UpstreamEventTooLargeError, UpstreamProtocolError
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.sse import DONE, SSEDecoder, SSEEventTooLarge, decode_chunk, event_data
+from gateway.upstream.transport import TransportError, TransportResponse
 
 __all__ = ["OpenedStream", "read_first_event"]
 
@@ -29,17 +29,29 @@ class OpenedStream:
 
     ``events`` are the complete events read so far (the first data event and any comments
     before it, plus whatever else arrived in the same chunks), in order; ``chunks`` and
-    ``decoder`` continue where reading stopped. ``response`` must be closed by the owner.
+    ``decoder`` continue where reading stopped (iterating ``chunks`` raises
+    :class:`~gateway.upstream.transport.TransportError`). The owner must :meth:`aclose` it.
     """
 
-    response: httpx.Response
+    response: TransportResponse
     chunks: AsyncIterator[bytes]
     decoder: SSEDecoder
     events: list[bytes]
+    release: Callable[[], None] | None = None
+    """Gives the upstream's connection slot back (called once, by :meth:`aclose`)."""
+
+    async def aclose(self) -> None:
+        """Close the response and give its connection slot back (once; idempotent)."""
+        release, self.release = self.release, None
+        try:
+            await self.response.aclose()
+        finally:
+            if release is not None:
+                release()
 
 
 async def read_first_event(
-    response: httpx.Response, upstream: str, max_event_bytes: int
+    response: TransportResponse, upstream: str, max_event_bytes: int
 ) -> OpenedStream:
     """Read ``response`` up to its first data event and check it.
 
@@ -59,7 +71,7 @@ async def read_first_event(
             upstream=upstream,
         )
     decoder = SSEDecoder(max_event_bytes)
-    chunks = response.aiter_raw().__aiter__()
+    chunks = response.chunks().__aiter__()
     events: list[bytes] = []
     while True:
         try:
@@ -69,7 +81,7 @@ async def read_first_event(
                 f"upstream '{upstream}' ended the stream before its first event",
                 upstream=upstream,
             ) from None
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise translate_transport_error(exc, upstream) from None
         try:
             new = decoder.feed(chunk)

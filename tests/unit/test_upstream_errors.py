@@ -1,4 +1,5 @@
-"""Transport exceptions (httpx, aiohttp under httpx-aiohttp) translated into UpstreamError."""
+"""Transport exceptions (ours, aiohttp, httpx, aiohttp under httpx-aiohttp) translated into
+UpstreamError."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.upstream.errors import translate_transport_error
+from gateway.upstream.transport import TransportError, error_kind
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
 
@@ -111,3 +113,29 @@ def test_translated_message_does_not_leak_the_low_level_text() -> None:
     out = translate_transport_error(exc, "sim")
     assert "secret-host" not in out.message
     assert "127.0.0.1" not in out.message
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "reason"),
+    [
+        (connector_error(), UpstreamConnectError, "connect"),
+        (aiohttp.ServerTimeoutError("slow"), UpstreamTimeoutError, "timeout"),
+        (aiohttp.ConnectionTimeoutError("slow"), UpstreamTimeoutError, "timeout"),
+        (aiohttp.ServerDisconnectedError("gone"), UpstreamConnectError, "connect"),
+        (aiohttp.ClientPayloadError("cut"), UpstreamConnectError, "connect"),
+        (TransportError("pool"), PoolExhaustedError, "pool_exhausted"),
+        (TransportError("timeout"), UpstreamTimeoutError, "timeout"),
+    ],
+    ids=["refused", "read-timeout", "connect-timeout", "disconnected", "payload", "pool", "kind"],
+)
+def test_aiohttp_exceptions_and_transport_errors_translate_directly(
+    exc: BaseException, expected: type[UpstreamError], reason: str
+) -> None:
+    """The gateway's own aiohttp transport raises TransportError from aiohttp's exceptions;
+    both translate to the class and failover reason of the httpx-wrapped spellings."""
+    wrapped = raised_from(TransportError(error_kind(exc)), exc)
+    for candidate in (exc, wrapped):
+        out = translate_transport_error(candidate, "sim")
+        assert type(out) is expected
+        assert out.failover_reason == reason
+        assert "'sim'" in out.message
