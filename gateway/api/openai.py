@@ -112,9 +112,15 @@ async def send_reply(send: Any, reply: Reply, watch: DisconnectWatch | None = No
         await send({"type": "http.response.body", "body": body})
         return
     try:
+        # The first chunk before the head: the relay's generator is then started, so closing
+        # it always runs its clean-up (slot, in-flight gauge, the log line), even when the
+        # head's send is where a disconnect lands. It yields the events already read.
+        first: bytes | None = await anext(stream, None)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
         await stream.aclose()  # type: ignore[attr-defined]  # an async generator
     if watch is not None:
