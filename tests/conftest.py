@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.inprocess_sim import InProcessSimulator, LoopThread, in_process_simulator
 from tests.processes import SHARED_REDIS, SimulatorProcess, start_simulator
 
 
@@ -24,6 +25,21 @@ def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
     simulator.reset()
     yield simulator
     simulator.reset()
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """One event loop in a background thread for the in-process gateways and simulators."""
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def in_sim(loop_thread: LoopThread) -> Iterator[InProcessSimulator]:
+    """A fresh simulator app of this test's own, served in-process (``tests.inprocess_sim``)."""
+    with in_process_simulator(loop_thread) as simulator:
+        yield simulator
 
 
 @pytest.fixture

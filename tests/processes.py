@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
 from gateway.simulator import ANNOUNCE_PREFIX
 
@@ -108,10 +109,22 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    http: httpx.Client
+    """A client for this gateway (absolute URLs or paths under ``url``)."""
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
+
+    def client(self, **options: Any) -> httpx.Client:
+        """Another httpx client for this gateway (e.g. one with other timeouts)."""
+        options.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, **options)
+
+    def openai(self, api_key: str = CLIENT_KEY, **options: Any) -> openai.OpenAI:
+        """The official sync SDK client for this gateway (no retries unless asked)."""
+        options.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, **options)
 
     def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (optionally only those with ``event``)."""
@@ -127,7 +140,7 @@ class GatewayProcess:
         return out
 
     def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics").text
+        return self.http.get("/metrics").text
 
 
 def routes_yaml(
@@ -214,7 +227,8 @@ def start_gateway(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url + "/healthz", proc, log_path)
-        yield GatewayProcess(proc, url, log_path)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            yield GatewayProcess(proc, url, log_path, http)
     finally:
         _stop(proc)
 
