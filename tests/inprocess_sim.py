@@ -51,6 +51,7 @@ from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY
 
 __all__ = [
     "AsgiStreamTransport",
+    "HeldTransport",
     "InProcessGatewayUnderTest",
     "InProcessSimulator",
     "LoopThread",
@@ -235,6 +236,35 @@ class SwitchableTransport(httpx.AsyncBaseTransport):
         self.target = target
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.target.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.target.aclose()
+
+
+class HeldTransport(httpx.AsyncBaseTransport):
+    """Forwards to ``target``, but requests for which ``hold(request)`` is true wait until
+    :meth:`release` is called (in the loop: ``loop.call_soon_threadsafe(t.release)``)."""
+
+    def __init__(
+        self, target: httpx.AsyncBaseTransport, hold: Callable[[httpx.Request], bool]
+    ) -> None:
+        self.target = target
+        self.hold = hold
+        self._released: asyncio.Event | None = None
+
+    def release(self) -> None:
+        self._event().set()
+
+    def _event(self) -> asyncio.Event:
+        if self._released is None:
+            self._released = asyncio.Event()
+        return self._released
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        if self.hold(request):
+            await self._event().wait()
         return await self.target.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -124,8 +124,10 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     )
 
 
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 5.0) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Timeouts are hang detectors, not expectations: keep them generous (a loaded machine)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
