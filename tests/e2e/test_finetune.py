@@ -217,8 +217,16 @@ def test_a_cancelled_job_exits_1(
     import openai
 
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
-    job_id = create(TRAIN, **env).out.strip()
-    openai.OpenAI(base_url=fast_jobs.base_url, api_key="sk-x").fine_tuning.jobs.cancel(job_id)
+    # An hour-long job, so the cancel surely comes first (a one-second job could finish while
+    # a loaded machine starts the CLI, and then the watch would see it succeed).
+    fast = httpx.get(fast_jobs.url + "/_simulator/finetune").json()
+    httpx.put(fast_jobs.url + "/_simulator/finetune", json={"seconds": 3600}).raise_for_status()
+    try:
+        job_id = create(TRAIN, **env).out.strip()
+    finally:
+        httpx.put(fast_jobs.url + "/_simulator/finetune", json=fast).raise_for_status()
+    sdk = openai.OpenAI(base_url=fast_jobs.base_url, api_key="sk-x", max_retries=0)
+    assert sdk.fine_tuning.jobs.cancel(job_id).status == "cancelled"
     watched = cli("watch", job_id, "--interval", "0.2", **env)
     assert watched.code == 1
     assert "cancelled" in watched.err
