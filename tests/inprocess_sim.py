@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import json
 import threading
 from collections.abc import (
@@ -72,7 +73,7 @@ ASGIApp = Callable[
 ]
 
 SIM_URL = "http://sim.test"
-GATEWAY_URL = "http://gateway.test"
+_numbers = itertools.count(1)
 LOOP_CALL_TIMEOUT_S = 120.0
 """Bound on any one call into the loop thread from a test (generous: it is a hang detector)."""
 
@@ -429,7 +430,7 @@ class InProcessGatewayUnderTest:
     loop: LoopThread
     http: httpx.Client
     log_path: Path
-    url: str = GATEWAY_URL
+    url: str
 
     @property
     def base_url(self) -> str:
@@ -451,7 +452,7 @@ class InProcessGatewayUnderTest:
 
     def openai(self, api_key: str = CLIENT_KEY, **options: Any) -> openai.OpenAI:
         """The official sync SDK client, bound to this gateway in-process (no retries)."""
-        client = httpx.Client(transport=self._bridge(), timeout=30)
+        client = httpx.Client(transport=self.transport(), timeout=30)
         options.setdefault("max_retries", 0)
         # openai types http_client as an httpx2 client; it takes httpx's too (the legacy path)
         return openai.OpenAI(
@@ -464,9 +465,10 @@ class InProcessGatewayUnderTest:
     def client(self, **options: Any) -> httpx.Client:
         """Another sync httpx client bound to this gateway (e.g. one with other timeouts)."""
         options.setdefault("timeout", 30)
-        return httpx.Client(transport=self._bridge(), base_url=self.url, **options)
+        return httpx.Client(transport=self.transport(), base_url=self.url, **options)
 
-    def _bridge(self) -> SyncBridgeTransport:
+    def transport(self) -> SyncBridgeTransport:
+        """A new sync transport to this gateway (for a client made elsewhere)."""
         app = self.ipg.app
         return SyncBridgeTransport(self.loop, lambda: AsgiStreamTransport(app))
 
@@ -510,6 +512,8 @@ def start_in_process(
     admin_keys = tmp_path / "admin-keys.json"
     admin_keys.write_text(json.dumps({"ops": ADMIN_KEY}))
     settings, upstream_settings = settings_from_env(env or {})
+    fixed = {"config", "flag_store", "client_keys", "admin_keys", "upstream"} & set(settings)
+    assert not fixed, f"in_process_gateway chooses {sorted(fixed)} itself; use a process"
     settings.setdefault("override_keys", ["eval"])
     settings.setdefault("shutdown_grace_s", 2)
     names = list((yaml.safe_load(routes) or {}).get("upstreams") or {})
@@ -567,12 +571,13 @@ def start_in_process(
     try:
         ipg = ready.result(LOOP_CALL_TIMEOUT_S)
         app = ipg.app
+        url = f"http://gateway-{next(_numbers)}.test"  # tells in-process gateways apart
         http = httpx.Client(
             transport=SyncBridgeTransport(loop, lambda: AsgiStreamTransport(app)),
-            base_url=GATEWAY_URL,
+            base_url=url,
             timeout=30,
         )
-        yield InProcessGatewayUnderTest(ipg, loop, http, log_path)
+        yield InProcessGatewayUnderTest(ipg, loop, http, log_path, url)
     finally:
         if http is not None:
             http.close()
