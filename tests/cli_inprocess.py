@@ -4,8 +4,9 @@ A CLI subprocess costs an interpreter start and the CLI's imports (about a secon
 machine) and needs a gateway listening on TCP. :func:`run_cli` invokes the same typer app with
 ``typer.testing.CliRunner`` instead: the environment is the one given (``GATEWAY_*`` variables
 of this process are hidden, as the subprocess tests did), stdout and stderr are kept apart, and
-the admin client's HTTP calls to the URL of an in-process gateway go through that gateway's
-bridge (``tests.inprocess_sim``); any other URL is reached for real.
+the admin client's HTTP calls (and ``gateway eval``'s ``openai.AsyncOpenAI``) to the URL of an
+in-process gateway go through that gateway's bridge (``tests.inprocess_sim``); any other URL is
+reached for real.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from typer.testing import CliRunner
 
 import gateway.admin_client
+import gateway.cli.eval_run
 from gateway.cli import app
 from tests.inprocess_sim import InProcessGatewayUnderTest
 
@@ -54,12 +57,30 @@ class _RoutedHttpx:
         return httpx.Client(*args, **kwargs)
 
 
+class _RoutedOpenAI:
+    """``openai`` as ``gateway eval`` sees it: ``AsyncOpenAI(base_url=<an in-process
+    gateway>/v1)`` gets an http client bridged to that gateway."""
+
+    def __init__(self, gateways: Mapping[str, InProcessGatewayUnderTest]) -> None:
+        self._gateways = {url.rstrip("/") + "/v1": gw for url, gw in gateways.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(openai, name)
+
+    def AsyncOpenAI(self, *args: Any, **kwargs: Any) -> openai.AsyncOpenAI:
+        gw = self._gateways.get(str(kwargs.get("base_url", "")).rstrip("/"))
+        if gw is not None and "http_client" not in kwargs:
+            kwargs["http_client"] = httpx.AsyncClient(transport=gw.async_transport())
+        return openai.AsyncOpenAI(*args, **kwargs)
+
+
 @contextmanager
 def _admin_client_routed_to(
     gateways: Mapping[str, InProcessGatewayUnderTest],
 ) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gateway.admin_client, "httpx", _RoutedHttpx(gateways))
+        patch.setattr(gateway.cli.eval_run, "openai", _RoutedOpenAI(gateways))
         yield
 
 

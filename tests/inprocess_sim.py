@@ -52,6 +52,7 @@ from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY
 
 __all__ = [
     "AsgiStreamTransport",
+    "CrossLoopTransport",
     "HeldTransport",
     "InProcessGatewayUnderTest",
     "InProcessSimulator",
@@ -371,6 +372,67 @@ class SyncBridgeTransport(httpx.BaseTransport):
             self._transport = None
 
 
+class _CrossLoopBody(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, loop: LoopThread) -> None:
+        self._stream = stream
+        self._loop = loop
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._stream.__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await chunks.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        while (chunk := await asyncio.wrap_future(self._loop.submit(next_chunk()))) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await asyncio.wrap_future(self._loop.submit(self._stream.aclose()))
+
+
+class CrossLoopTransport(httpx.AsyncBaseTransport):
+    """An async httpx transport for a caller in another event loop (e.g. a CLI's own
+    ``asyncio.run``): requests are served by an async transport running in ``loop``, made
+    there by ``factory`` on first use. Cancelling the caller cancels the call in ``loop``."""
+
+    def __init__(self, loop: LoopThread, factory: Callable[[], httpx.AsyncBaseTransport]) -> None:
+        self._loop = loop
+        self._factory = factory
+        self._transport: httpx.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        content = await request.aread()
+
+        async def call() -> httpx.Response:
+            if self._transport is None:
+                self._transport = self._factory()
+            forwarded = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=content,
+                extensions=request.extensions,
+            )
+            return await self._transport.handle_async_request(forwarded)
+
+        response = await asyncio.wrap_future(self._loop.submit(call()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_CrossLoopBody(response.stream, self._loop),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await asyncio.wrap_future(self._loop.submit(self._transport.aclose()))
+            self._transport = None
+
+
 # --- the simulator in-process ------------------------------------------------------------------
 
 
@@ -431,6 +493,8 @@ class InProcessGatewayUnderTest:
     http: httpx.Client
     log_path: Path
     url: str
+    config_path: Path
+    """The routes file it serves."""
 
     @property
     def base_url(self) -> str:
@@ -471,6 +535,11 @@ class InProcessGatewayUnderTest:
         """A new sync transport to this gateway (for a client made elsewhere)."""
         app = self.ipg.app
         return SyncBridgeTransport(self.loop, lambda: AsgiStreamTransport(app))
+
+    def async_transport(self) -> CrossLoopTransport:
+        """A new async transport to this gateway for a client in another event loop."""
+        app = self.ipg.app
+        return CrossLoopTransport(self.loop, lambda: AsgiStreamTransport(app))
 
 
 def settings_from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -518,6 +587,8 @@ def start_in_process(
     settings.setdefault("shutdown_grace_s", 2)
     names = list((yaml.safe_load(routes) or {}).get("upstreams") or {})
     log_path = tmp_path / "gateway.log"
+    config_path = tmp_path / "gateway.yaml"  # a copy for readers (e.g. gateway eval)
+    config_path.write_text(routes)
     log_file = log_path.open("ab", buffering=0)
     ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
     stop = asyncio.Event()
@@ -577,7 +648,7 @@ def start_in_process(
             base_url=url,
             timeout=30,
         )
-        yield InProcessGatewayUnderTest(ipg, loop, http, log_path, url)
+        yield InProcessGatewayUnderTest(ipg, loop, http, log_path, url, config_path)
     finally:
         if http is not None:
             http.close()

@@ -116,6 +116,11 @@ class GatewayProcess:
     def base_url(self) -> str:
         return self.url + "/v1"
 
+    @property
+    def config_path(self) -> Path:
+        """The routes file it serves."""
+        return self.log_path.parent / "gateway.yaml"
+
     def client(self, **options: Any) -> httpx.Client:
         """Another httpx client for this gateway (e.g. one with other timeouts)."""
         options.setdefault("timeout", 30)
