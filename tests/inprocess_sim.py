@@ -457,6 +457,20 @@ class InProcessSimulator:
         """A new async transport to this simulator (create it in the loop thread)."""
         return AsgiStreamTransport(self.app)
 
+    def sync_transport(self) -> SyncBridgeTransport:
+        """A new sync transport to this simulator, for a client made elsewhere."""
+        return SyncBridgeTransport(self.loop, self.transport)
+
+    def openai(self, api_key: str = "sk-simulator", **options: Any) -> openai.OpenAI:
+        """The official sync SDK client, bound to this simulator in-process (no retries)."""
+        options.setdefault("max_retries", 0)
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            http_client=httpx.Client(transport=self.sync_transport(), timeout=30),  # type: ignore[arg-type]
+            **options,
+        )
+
     def set_behaviour(self, model: str, **behaviour: Any) -> None:
         self.http.put(f"/_simulator/models/{model}", json=behaviour).raise_for_status()
 
