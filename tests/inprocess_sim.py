@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import io
 import itertools
 import json
+import sys
 import threading
 from collections.abc import (
     AsyncIterator,
@@ -36,12 +38,11 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import unquote
 
 import httpx
 import openai
-import structlog
 import yaml
 
 import gateway.app
@@ -436,6 +437,20 @@ class CrossLoopTransport(httpx.AsyncBaseTransport):
 # --- the simulator in-process ------------------------------------------------------------------
 
 
+class _TextTo(io.TextIOBase):
+    """A text stream onto a binary file, with the file as ``buffer`` (a stand-in stdout)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.buffer = file
+
+    def write(self, text: str) -> int:
+        self.buffer.write(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        self.buffer.flush()
+
+
 class InProcessSimulator:
     """The simulator app served in ``loop``, with ``SimulatorProcess``'s control methods (over
     its own control API, through the in-process bridge). Upstreams reach it at ``SIM_URL``."""
@@ -620,13 +635,20 @@ def start_in_process(
             else:
                 transports[name] = given()
         real_configure = gateway.telemetry.configure_logging
+        levels: list[str] = []
 
         def configure_to_file(level: str = "info") -> None:
-            real_configure(level)
-            structlog.configure(logger_factory=structlog.BytesLoggerFactory(log_file))
+            # configure_logging binds its outputs to sys.stdout(.buffer) as it finds them.
+            levels.append(level)
+            saved_stdout = sys.stdout
+            sys.stdout = _TextTo(log_file)
+            try:
+                real_configure(level)
+            finally:
+                sys.stdout = saved_stdout
 
-        # create_app configures logging, then binds the gateway's logger: to our file.
-        saved = structlog.get_config()["logger_factory"]
+        # create_app configures logging, then makes the gateway's loggers: they write to our
+        # file. Afterwards logging is configured again as it was (stdout) for everybody else.
         gateway.app.configure_logging = configure_to_file  # type: ignore[attr-defined]
         try:
             cm = in_process_gateway(
@@ -644,7 +666,8 @@ def start_in_process(
             raise
         finally:
             gateway.app.configure_logging = real_configure  # type: ignore[attr-defined]
-            structlog.configure(logger_factory=saved)
+            if levels:
+                real_configure(levels[-1])
         try:
             ready.set_result(ipg)
             await stop.wait()
