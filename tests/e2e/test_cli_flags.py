@@ -428,6 +428,7 @@ def racing_proxy(gateway: AnyGateway) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.e2e
 def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
     gateway: AnyGateway, fresh_flag: dict[str, Any], racing_proxy: str
 ) -> None:
@@ -468,6 +469,7 @@ def test_a_missing_wrong_or_client_key_exits_5(gateway: AnyGateway, key: str | N
     assert as_json.error()["error"]["status"] in (401, 403)
 
 
+@pytest.mark.e2e
 def test_an_unreachable_gateway_exits_3_and_names_the_url() -> None:
     """Nothing listening: exit 3 with where it looked and how to point elsewhere."""
     url = f"http://127.0.0.1:{free_port()}"
