@@ -286,8 +286,8 @@ def test_interrupted_run_resumes_without_paying_twice(
     out = tmp_path / "reports"
     state = out / f"heldout.{ROUTE}.eval-state.jsonl"
     config = config_of(gateway)
-    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=30)
-    sim.set_behaviour(FALLBACK_MODEL, latency_ms=30)
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=0)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=0)
 
     first = run_eval(data, out, "--limit", "20", url=gateway.url, config=config)
     assert first.code == 0, first.err
@@ -295,6 +295,10 @@ def test_interrupted_run_resumes_without_paying_twice(
     assert requests_by_model(sim) == {CANDIDATE_MODEL: 20, FALLBACK_MODEL: 20}
     assert _state_lines(state) == 40
 
+    # Slow answers while the run to stop is in flight: after the 60th result there are still
+    # 100 to go (at least 25 x 300 ms), so the SIGTERM surely lands mid-run on a loaded machine.
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=300)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=300)
     proc = subprocess.Popen(
         eval_cmd(data, out, "--concurrency", "4"),
         env=subprocess_env(eval_env(gateway.url, config)),
@@ -315,6 +319,8 @@ def test_interrupted_run_resumes_without_paying_twice(
     served = requests_by_model(sim)
     assert sum(served.values()) == stopped_at  # everything paid for was recorded
 
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=0)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=0)
     last = run_eval(data, out, url=gateway.url, config=config)
     assert last.code == 0, last.err
     assert f"{stopped_at} of {2 * n} results done" in last.err

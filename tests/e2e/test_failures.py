@@ -435,7 +435,9 @@ def test_client_disconnect_mid_stream_closes_the_upstream_stream_and_logs_499(
 def test_client_gone_before_the_upstream_answered_closes_the_upstream_stream_and_logs_499(
     direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
-    sim.set_behaviour(FALLBACK_MODEL, latency_ms=300, chunk_delay_ms=100, stream_chunks=20)
+    # 2 s before the upstream's first byte: ample time to hang up first, even on a loaded
+    # machine (the stream then starts and meets the disconnect, which the simulator counts).
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=2000, chunk_delay_ms=100, stream_chunks=20)
     request_id = "gone-before-headers"
     app = direct.ipg.app
     request = httpx.Request(
@@ -447,7 +449,7 @@ def test_client_gone_before_the_upstream_answered_closes_the_upstream_stream_and
     )
     # The client's connection in-process: cancelling the call hangs up (http.disconnect).
     call = direct.loop.submit(AsgiStreamTransport(app).handle_async_request(request))
-    # Hang up while the upstream is still in its 300 ms latency, before any response byte.
+    # Hang up while the upstream is still in its latency, before any response byte.
     wait_for(
         lambda: sim.stats()["models"].get(FALLBACK_MODEL, {}).get("requests") == 1,
         "the request to reach the upstream",
