@@ -2,12 +2,13 @@
 
 The gateway and the simulator run in-process (``tests.inprocess_sim``) and so does the CLI
 (``tests.cli_inprocess``: the typer app with its own environment, the admin client's calls
-bridged to the gateway). Runs against any other URL (the racing proxy, a port nobody listens
-on) are real ``python -m gateway flags ...`` subprocesses over TCP. Each CLI run has
+bridged to the gateway). A few runs are real ``python -m gateway flags ...`` subprocesses over
+TCP (the racing proxy, a port nobody listens on). Each CLI run has
 ``GATEWAY_URL`` and ``GATEWAY_ADMIN_KEY`` in its environment; the tests check exit codes,
 ``--json`` output, the human tables, and that the next chat request's ``x-gateway-decision`` /
 ``x-gateway-variant`` follow each change. Every run also checks that no traceback and no admin
-key is ever printed. The flag-store outage runs a gateway process with a dead Redis store.
+key is ever printed. The flag-store outage runs a gateway process with a dead Redis store (the
+CLI in-process, over TCP).
 
 One gateway serves the module; :func:`fresh_flag` puts its flag back to an active 0% with no
 targeting before each test that cares, so tests do not depend on their order.
@@ -72,7 +73,7 @@ class Run:
 
 
 IN_PROCESS: dict[str, InProcessGatewayUnderTest] = {}
-"""In-process gateways by URL: the CLI runs in-process against these, as a subprocess else."""
+"""In-process gateways by URL: the in-process CLI reaches these through their bridge."""
 
 
 @contextmanager
@@ -85,16 +86,17 @@ def cli_reaches(gw: InProcessGatewayUnderTest) -> Iterator[None]:
         del IN_PROCESS[gw.url]
 
 
-def flags(*args: str, url: str, key: str | None = ADMIN_KEY) -> Run:
-    """Run ``gateway flags *args`` against ``url`` with ``key`` as GATEWAY_ADMIN_KEY."""
+def flags(*args: str, url: str, key: str | None = ADMIN_KEY, process: bool = False) -> Run:
+    """Run ``gateway flags *args`` against ``url`` with ``key`` as GATEWAY_ADMIN_KEY: in this
+    process (bridged to ``url``'s gateway when it is in-process), or as a subprocess."""
     cli_env = {"GATEWAY_URL": url, "COLUMNS": "240", "USER": "cli-tester"}
     if key is not None:
         cli_env["GATEWAY_ADMIN_KEY"] = key
-    if url in IN_PROCESS:
+    if process:
+        run = flags_subprocess(*args, env=cli_env)
+    else:
         done = run_cli("flags", *args, env=cli_env, gateways=IN_PROCESS)
         run = Run(done.code, done.out, done.err)
-    else:
-        run = flags_subprocess(*args, env=cli_env)
     assert "Traceback" not in run.err, run.err
     assert ADMIN_KEY not in run.out + run.err
     assert CLIENT_KEY not in run.out + run.err
@@ -434,7 +436,11 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
 ) -> None:
     """Someone writes between the CLI's read and its write: the CLI writes nothing, says so,
     shows the current state and exits 4; the other admin's change stands."""
-    run = flags("set", ROUTE, "--weight", "100%", "--reason", "mine", "--json", url=racing_proxy)
+    run = flags(
+        *("set", ROUTE, "--weight", "100%", "--reason", "mine", "--json"),
+        url=racing_proxy,
+        process=True,
+    )
     assert run.code == 4, run.out + run.err
     assert run.out == ""
     error = run.error()
@@ -444,7 +450,9 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
     assert error["current"]["reason"] == "the other admin"
     assert admin_flag(gateway)["weight"] == 5_000
 
-    human = flags("set", ROUTE, "--weight", "100%", "--reason", "mine", url=racing_proxy)
+    human = flags(
+        "set", ROUTE, "--weight", "100%", "--reason", "mine", url=racing_proxy, process=True
+    )
     assert human.code == 4
     assert "someone" in human.err
     assert "current state" in human.err
@@ -473,7 +481,7 @@ def test_a_missing_wrong_or_client_key_exits_5(gateway: AnyGateway, key: str | N
 def test_an_unreachable_gateway_exits_3_and_names_the_url() -> None:
     """Nothing listening: exit 3 with where it looked and how to point elsewhere."""
     url = f"http://127.0.0.1:{free_port()}"
-    run = flags("list", url=url)
+    run = flags("list", url=url, process=True)
     assert run.code == 3
     assert url in run.err
     assert "GATEWAY_URL" in run.err
