@@ -26,6 +26,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -43,6 +44,7 @@ from urllib.parse import unquote
 
 import httpx
 import openai
+import uvicorn
 import yaml
 
 import gateway.app
@@ -52,6 +54,7 @@ from tests.inprocess import in_process_gateway
 from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY
 
 __all__ = [
+    "REAL_TRANSPORT",
     "AsgiStreamTransport",
     "CrossLoopTransport",
     "HeldTransport",
@@ -61,6 +64,7 @@ __all__ = [
     "RefusingTransport",
     "SwitchableTransport",
     "SyncBridgeTransport",
+    "serve_on_port",
     "start_in_process",
 ]
 
@@ -76,6 +80,9 @@ ASGIApp = Callable[
 
 SIM_URL = "http://sim.test"
 _numbers = itertools.count(1)
+
+REAL_TRANSPORT = object()
+"""In ``start_in_process(upstreams=...)``: keep this upstream's real transport (real TCP)."""
 LOOP_CALL_TIMEOUT_S = 120.0
 """Bound on any one call into the loop thread from a test (generous: it is a hang detector)."""
 
@@ -594,12 +601,13 @@ def start_in_process(
     sim: InProcessSimulator | None,
     *,
     env: Mapping[str, str] | None = None,
-    upstreams: Mapping[str, httpx.AsyncBaseTransport | Callable[[], Any]] | None = None,
+    upstreams: Mapping[str, httpx.AsyncBaseTransport | Callable[[], Any] | object] | None = None,
 ) -> Iterator[InProcessGatewayUnderTest]:
     """The in-process twin of ``tests.processes.start_gateway``: ``routes`` (text, e.g. from
     ``routes_yaml(sim.url)``) served in ``loop`` with every upstream answered by ``sim``
     unless ``upstreams`` names another transport (or a zero-argument factory of one, called in
-    the loop). ``env`` holds ``GATEWAY_*`` settings as ``start_gateway`` takes them.
+    the loop, or :data:`REAL_TRANSPORT` to keep the real one, over TCP). ``env`` holds
+    ``GATEWAY_*`` settings as ``start_gateway`` takes them.
 
     Keys are those of ``start_gateway``: ``CLIENT_KEY`` (name ``test-app``), ``EVAL_KEY``
     (``eval``, allowed to override the variant) and ``ADMIN_KEY`` (``ops``). The gateway's
@@ -627,12 +635,15 @@ def start_in_process(
         transports: dict[str, httpx.AsyncBaseTransport] = {}
         for name in names:
             given = chosen.get(name)
+            if given is REAL_TRANSPORT:
+                continue  # in_process_gateway keeps the upstream's own transport
             if given is None:
                 assert sim is not None, f"no simulator for upstream {name!r}"
                 transports[name] = sim.transport()
             elif isinstance(given, httpx.AsyncBaseTransport):
                 transports[name] = given
             else:
+                assert callable(given), given
                 transports[name] = given()
         real_configure = gateway.telemetry.configure_logging
         levels: list[str] = []
@@ -705,3 +716,26 @@ def in_process_simulator(
         yield sim
     finally:
         sim.close()
+
+
+@contextmanager
+def serve_on_port(loop: LoopThread, app: Any, port: int) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``127.0.0.1:port`` (real TCP) in ``loop``; yields its URL.
+
+    For an upstream that comes back on its port; cheaper than a process (no interpreter)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = loop.submit(server.serve())
+    deadline = time.monotonic() + LOOP_CALL_TIMEOUT_S
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises why it stopped
+            raise RuntimeError(f"uvicorn stopped before serving on port {port}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        serving.result(LOOP_CALL_TIMEOUT_S)

@@ -2,8 +2,9 @@
 
 The gateway and the simulator run in-process (``tests.inprocess_sim``: both ASGI apps in one
 event loop, streamed like a server would, read timeouts enforced); the simulator injects the
-upstream's faults, the gateway is started with the routes file each case needs. One test stays
-over real TCP: a refused connection and the upstream coming back on its port. Each failure test
+upstream's faults, the gateway is started with the routes file each case needs. One test is over
+real TCP (gateway in-process, its own transport): a refused connection and the upstream coming
+back on its port. Each failure test
 checks the status, the error envelope (no stack trace, no key) and that the next ordinary request
 is answered.
 """
@@ -11,10 +12,7 @@ is answered.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import httpx
 import openai
 import pytest
 
-from gateway.simulator import ANNOUNCE_PREFIX
 from tests.e2e.support import (
     AUTH,
     TICKET,
@@ -34,21 +31,21 @@ from tests.e2e.support import (
     wait_for,
 )
 from tests.inprocess_sim import (
+    REAL_TRANSPORT,
     AsgiStreamTransport,
     InProcessGatewayUnderTest,
     InProcessSimulator,
     LoopThread,
     RefusingTransport,
+    serve_on_port,
     start_in_process,
 )
 from tests.processes import (
     CANDIDATE_MODEL,
     CLIENT_KEY,
     FALLBACK_MODEL,
-    ROOT,
     free_port,
     routes_yaml,
-    start_gateway,
 )
 
 ROUTE = "support-triage"
@@ -131,44 +128,25 @@ def completed_event(gw: AnyGateway, request_id: str) -> dict[str, Any]:
     return events[0]
 
 
-@contextmanager
-def simulator_on_port(port: int) -> Iterator[str]:
-    """Run a second simulator on a chosen port (the gateway's dead upstream coming back)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulate", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(ANNOUNCE_PREFIX):
-                yield line[len(ANNOUNCE_PREFIX) :].strip()
-                return
-        raise RuntimeError(f"simulator on port {port} did not start: {proc.poll()}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 # --- the upstream cannot be reached or is too slow -------------------------------------------
 
 
 @pytest.mark.e2e
 def test_refused_upstream_is_502_connect_error_and_recovers_when_it_comes_back(
-    tmp_path: Path,
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
+    """Over real TCP: the gateway (in-process, its upstream's own transport) meets a refused
+    connection, then the simulator comes back on that port (uvicorn in this process)."""
     port = free_port()
     routes = routes_yaml(f"http://127.0.0.1:{port}", weight=0)
-    with start_gateway(tmp_path, routes) as gw:
+    upstreams = {"simulator": REAL_TRANSPORT}
+    with start_in_process(loop_thread, tmp_path, routes, None, upstreams=upstreams) as gw:
         for _ in range(2):  # a second failure is as clean as the first; nothing is wedged
             assert_error_envelope(
                 chat(gw), 502, code="upstream_connect_error", error_type="upstream_error"
             )
         assert gw.http.get("/healthz").status_code == 200
-        with simulator_on_port(port):
+        with serve_on_port(loop_thread, sim.app, port):
             assert_serves_normally(gw)
 
 
