@@ -4,9 +4,8 @@ The gateway and the simulator run in-process (``tests.inprocess_sim``: both ASGI
 event loop, streamed like a server would, read timeouts enforced); the simulator injects the
 upstream's faults, the gateway is started with the routes file each case needs. One test is over
 real TCP (gateway in-process, its own transport): a refused connection and the upstream coming
-back on its port. Each failure test
-checks the status, the error envelope (no stack trace, no key) and that the next ordinary request
-is answered.
+back on its port. Each failure test checks the status, the error envelope (no stack trace, no
+key) and that the next ordinary request is answered.
 """
 
 from __future__ import annotations
