@@ -7,18 +7,14 @@ flag (``GET /admin/flags``), the next requests' ``x-gateway-decision``, the audi
 guard's evidence, ``gateway_rollbacks_total``, the CLI's ``release``, a second replica on Redis,
 the webhook, and the latency SLO.
 
-The webhook and latency-SLO tests run the gateway and the simulator in-process
-(``tests.inprocess_sim``; the webhook is still a real HTTP server on 127.0.0.1, port 0). Two
-stay over TCP: the one driving the CLI's ``release`` (a subprocess needs a listening gateway)
-and the two replicas on Redis.
+The gateway, the simulator and the CLI run in-process (``tests.inprocess_sim``,
+``tests.cli_inprocess``; the webhook is still a real HTTP server on 127.0.0.1, port 0). The two
+replicas on Redis stay processes over TCP.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,8 +23,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli_inprocess import CliRun, run_cli
 from tests.e2e.support import AUTH, TICKET, AnyGateway, metric_value, wait_for
-from tests.inprocess_sim import InProcessSimulator, LoopThread, start_in_process
+from tests.inprocess_sim import (
+    InProcessGatewayUnderTest,
+    InProcessSimulator,
+    LoopThread,
+    start_in_process,
+)
 from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
@@ -94,31 +96,24 @@ def decisions(client: httpx.Client, gw: AnyGateway, prefix: str, n: int) -> list
     return [ask(client, gw, f"{prefix}-{i}").headers["x-gateway-decision"] for i in range(n)]
 
 
-def run_flags_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({"GATEWAY_URL": url, "GATEWAY_ADMIN_KEY": ADMIN_KEY})
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "flags", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+def run_flags_cli(*args: str, gw: InProcessGatewayUnderTest) -> CliRun:
+    """``gateway flags *args`` in this process, its admin client bridged to ``gw``."""
+    env = {"GATEWAY_URL": gw.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+    return run_cli("flags", *args, env=env, gateways={gw.url: gw})
 
 
-@pytest.mark.e2e
 def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_it(
-    sim: SimulatorProcess, tmp_path: Path
+    in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """60% invalid labels at 50% weight: the guard rolls back (once, audited with evidence);
     the fallback serves; the CLI's release re-arms with a new rollout id and clean counters;
     a healthy candidate is then left alone."""
+    sim = in_sim
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.6)
     routes = routes_yaml(sim.url, weight=50_000, route_extra=ENFORCE)
     with (
-        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
-        httpx.Client(timeout=10) as client,
+        start_in_process(loop_thread, tmp_path, routes, sim, env=GUARD_ENV) as gw,
+        gw.client(timeout=10) as client,
     ):
         first_rollout = flag_of(gw)["rollout_id"]
         drive_until_rolled_back(client, gw, "bad")
@@ -159,11 +154,9 @@ def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_i
 
         # Fixed candidate; a person re-arms the flag with the CLI.
         sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.0)
-        run = run_flags_cli(
-            "release", ROUTE, "--reason", "candidate retrained", "--json", url=gw.url
-        )
-        assert run.returncode == 0, run.stderr
-        released = json.loads(run.stdout)
+        run = run_flags_cli("release", ROUTE, "--reason", "candidate retrained", "--json", gw=gw)
+        assert run.code == 0, run.err
+        released = json.loads(run.out)
         assert released["status"] == "active"
         new_rollout = released["rollout_id"]
         assert new_rollout != first_rollout
