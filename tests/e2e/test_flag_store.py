@@ -114,8 +114,16 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        proc = self.proc
+
+        def ours_answers() -> bool:
+            # Ours, not a stranger that took the port first (suites may run side by side).
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited {proc.returncode}")
+            return _pings(client) and client.info("server")["process_id"] == proc.pid
+
         try:
-            wait_for(lambda: _pings(client), f"redis-server on port {self.port}", timeout=10)
+            wait_for(ours_answers, f"redis-server on port {self.port}", timeout=10)
         finally:
             client.close()
 
