@@ -145,6 +145,9 @@ def test_shadow_pauses_when_the_candidate_upstream_is_down(
         start_in_process(loop_thread, tmp_path, routes, sim) as gw,
         gw.client(timeout=10) as client,
     ):
+        # The pause lasts 10 s of the shadow runner's clock: stop that clock, so the pause
+        # cannot end while a slow machine sends the requests below.
+        gw.ipg.gw.shadow._clock = lambda: 1_000.0
         sent = 0
 
         def send_then_errors() -> bool:
