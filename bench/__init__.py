@@ -1,1 +1,1 @@
-"""The benchmark of DESIGN.md section 7 (``bench/run``, see bench/README.md)."""
+"""The benchmark of the targets in bench/README.md (``bench/run``, see bench/README.md)."""

@@ -1,4 +1,4 @@
-"""The bare pass-through proxy: the floor the gateway is compared with (DESIGN.md section 7).
+"""The bare pass-through proxy: the old stack without gateway logic (targets: bench/README.md).
 
 The same stack as the gateway (Litestar on uvicorn with uvloop and httptools; httpx requests on
 the httpx-aiohttp transport, sent the way gateway/upstream/client.py sends them: an

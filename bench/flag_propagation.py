@@ -1,4 +1,4 @@
-"""How fast a flag change reaches another replica (DESIGN.md section 7).
+"""How fast a flag change reaches another replica (the targets in bench/README.md).
 
 Targets: p99 under 100 ms with Redis; under 1 s with SQLite between workers.
 

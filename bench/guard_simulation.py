@@ -1,4 +1,4 @@
-"""How often the guard rolls back, and how fast: the issue's scenarios, simulated (DESIGN.md 5).
+"""How often the guard rolls back, and how fast: its scenarios, simulated (docs/concepts.md).
 
 Two models (tests/unit/guard_sim.py), both running the guard's real rules (the whole-rollout
 rules of :func:`gateway.quality.guard.decide_rule` and the recent windows of

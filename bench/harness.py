@@ -33,7 +33,7 @@ WORK = Path(os.environ.get("BENCH_WORK_DIR") or BENCH / ".work")
 """Generated configs, logs and event files; BENCH_WORK_DIR gives a run a folder of its own."""
 PYTHON = sys.executable
 LITELLM_VERSION = "1.106.0"
-"""Pinned LiteLLM: 1.106.x is DESIGN.md's reference; 1.106.0 is the newest 1.106 that installs
+"""Pinned LiteLLM: the targets name 1.106.x; 1.106.0 is the newest 1.106 that installs
 here (1.106.1+ require a certifi newer than the registry serves)."""
 LITELLM_VENV = BENCH / ".work" / "litellm-venv"
 CLIENT_KEY = "sk-bench"

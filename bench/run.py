@@ -1,8 +1,8 @@
-"""The benchmark of DESIGN.md section 7: one command, documented in bench/README.md.
+"""The benchmark of the targets in bench/README.md: one command, documented in bench/README.md.
 
     bench/run                 # full: 3 runs of 10 s per point; sets up wrk, nginx, LiteLLM
     bench/run --quick         # 1 run of 2 s per point
-    bench/run --smoke --out DIR   # Python pieces only (CI): simulator, bare proxy, gateway
+    bench/run --smoke --out DIR   # Python pieces only (CI): simulator, floors, bare proxy, gateway
 
 Starts every piece on loopback, runs the scenarios, stops everything it started (also on
 Ctrl-C, SIGTERM or a failure), and writes RESULTS.json and RESULTS.md to bench/results/ (or
@@ -70,7 +70,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             mode="quick",
             runs=1,
             duration=2.0,
-            concurrencies=[16, 64, 256],
+            concurrencies=[16, 32, 64, 256],
             use_wrk=have("wrk"),
             use_litellm=not args.no_litellm,
             overhead_rate=500,
@@ -89,7 +89,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             mode="full",
             runs=3,
             duration=10.0,
-            concurrencies=[16, 64, 256],
+            concurrencies=[16, 32, 64, 256],
             use_wrk=have("wrk"),
             use_litellm=not args.no_litellm,
             overhead_rate=500,
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--runs", type=int, help="repeated runs per point")
     parser.add_argument("--duration", type=float, help="seconds per run")
-    parser.add_argument("--concurrency", help="throughput connections, e.g. 16,64,256")
+    parser.add_argument("--concurrency", help="throughput connections, e.g. 16,32,64,256")
     parser.add_argument("--no-setup", action="store_true", help="install nothing")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(cpus) >= 2 and not args.no_pin:
         sut, rest = {cpus[0]}, set(cpus[1:])
         placement = (
-            f"system under test (gateway, bare proxy, LiteLLM: one process each) on CPU {cpus[0]};"
+            f"system under test (gateway, raw floors, bare proxy, LiteLLM: one process each) on "
+            f"CPU {cpus[0]};"
             f" load generator, nginx and simulator on CPU {','.join(map(str, sorted(rest)))};"
             " the 2-worker gateway unpinned"
         )
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.aliases.update(
             {
                 "bare-sim": "bare-instant",
+                "floor-sim": "floor-instant",
+                "floor-litestar-sim": "floor-litestar-instant",
                 "gateway-mem-streams": "gateway",
                 "gateway-mem-requests": "gateway",
             }
@@ -200,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         if plan.mode == "smoke":
-            stack.start("simulator", "bare-instant", "gateway")
+            stack.start(
+                "simulator", "floor-instant", "floor-litestar-instant", "bare-instant", "gateway"
+            )
         for name in chosen:
             log(f"== {name}")
             try:

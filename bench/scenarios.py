@@ -1,4 +1,4 @@
-"""The scenarios of DESIGN.md section 7, each returning a JSON-able dict of numbers.
+"""The scenarios of the targets in bench/README.md, each returning a JSON-able dict of numbers.
 
 Repeated runs are interleaved (run 1 of every target, then run 2, ...) so that drift in the
 machine's load hits every target alike; each ratio is computed within one run and the median of
@@ -239,42 +239,78 @@ def cpu_ratio(table: dict[str, Any], concurrency: str, a: str, b: str) -> dict[s
 # scenarios
 
 
+HEADLINE_RATIOS = (
+    # (key, numerator row, denominator row): computed within each run, then the median
+    ("gateway/floor", "gateway", "floor"),
+    ("gateway-passthrough/floor", "gateway-passthrough", "floor"),
+    ("gateway-2w/gateway", "gateway-2w", "gateway"),
+    ("floor-litestar/floor", "floor-litestar", "floor"),
+    ("bare/floor", "bare", "floor"),
+    ("gateway/bare", "gateway", "bare"),
+    ("gateway/litellm", "gateway", "litellm"),
+    ("floor/direct", "floor", "direct"),
+    ("gateway-httpx/gateway", "gateway-httpx", "gateway"),
+    ("gateway-passthrough/gateway", "gateway-passthrough", "gateway"),
+    ("floor-granian/floor", "floor-granian", "floor"),
+    ("gateway-granian/gateway", "gateway-granian", "gateway"),
+)
+"""The throughput ratios reported; the first three are issue 11's targets."""
+
+
+def _proxies(plan: Plan, *names: str) -> list[str]:
+    """The reference proxies a latency scenario compares: in smoke mode only the raw floor (the
+    throughput scenario still runs every one), to keep the CI smoke test to ~15 s."""
+    return [n for n in names if plan.mode != "smoke" or n in ("floor", "floor-sim")]
+
+
 def throughput(stack: Stack, plan: Plan) -> dict[str, Any]:
     """Non-streaming, instant upstream, rising concurrency."""
-    mid = [64] if 64 in plan.concurrencies else plan.concurrencies[-1:]
+    # The issue's reference point is wrk at 32 connections; the slow rows skip it.
+    slow = [c for c in plan.concurrencies if c != 32] or plan.concurrencies
     targets = [
         Target("direct", "instant", "bench-instant"),
+        Target("floor", "floor-instant", "bench-instant"),
+        Target("floor-litestar", "floor-litestar-instant", "bench-instant"),
         Target("bare", "bare-instant", "bench-instant"),
         Target("gateway", "gateway", "support-triage"),
-        Target("gateway-passthrough", "gateway", "bench-instant", concurrencies=mid),
+        Target("gateway-passthrough", "gateway", "bench-instant"),
     ]
     if plan.mode != "smoke":
         targets += [
             # httpx's own pool degrades for good after the c=256 run (requests stall, see
             # RESULTS.md); a fresh process per run keeps each run's c=16 and c=64 meaningful.
-            Target("gateway-httpx", "gateway-httpx", "support-triage", fresh_each_run=True),
+            Target(
+                "gateway-httpx",
+                "gateway-httpx",
+                "support-triage",
+                fresh_each_run=True,
+                concurrencies=slow,
+            ),
             Target("gateway-2w", "gateway-2w", "support-triage"),
         ]
+        if (Path(PYTHON).parent / "granian").exists():  # the bench extra installs it
+            targets += [
+                Target("floor-granian", "floor-granian-instant", "bench-instant"),
+                Target("gateway-granian", "gateway-granian", "support-triage"),
+            ]
     if plan.use_litellm:
-        targets.append(Target("litellm", "litellm", "bench-model"))
+        targets.append(Target("litellm", "litellm", "bench-model", concurrencies=slow))
     table = closed_matrix(stack, plan, targets, plan.concurrencies, plan.duration)
     ratios: dict[str, Any] = {}
     for c in table:
-        ratios[c] = {
-            key: value
-            for key, value in {
-                "gateway/bare": ratio(table, c, "gateway", "bare"),
-                "gateway/bare by CPU per request": cpu_ratio(table, c, "gateway", "bare"),
-                "gateway/litellm": ratio(table, c, "gateway", "litellm"),
-                "gateway/litellm by CPU per request": cpu_ratio(table, c, "gateway", "litellm"),
-                "bare/direct": ratio(table, c, "bare", "direct"),
-                "gateway-httpx/gateway": ratio(table, c, "gateway-httpx", "gateway"),
-                "gateway-2w/gateway": ratio(table, c, "gateway-2w", "gateway"),
-                "gateway-passthrough/gateway": ratio(table, c, "gateway-passthrough", "gateway"),
-            }.items()
-            if value is not None
-        }
-    for name in ("gateway-httpx", "gateway-2w", "litellm"):
+        found: dict[str, Any] = {}
+        for key, a, b in HEADLINE_RATIOS:
+            found[key] = ratio(table, c, a, b)
+            if key in ("gateway/floor", "gateway-passthrough/floor", "gateway/litellm"):
+                found[f"{key} by CPU per request"] = cpu_ratio(table, c, a, b)
+        ratios[c] = {key: value for key, value in found.items() if value is not None}
+    for name in (
+        "gateway-httpx",
+        "gateway-2w",
+        "litellm",
+        "floor-granian-instant",
+        "gateway-granian",
+    ):
         stack.stop(name)  # idle from here on; no need to keep them
     return {
         "description": "non-streaming chat completions, upstream answering at once "
@@ -289,13 +325,19 @@ def throughput(stack: Stack, plan: Plan) -> dict[str, Any]:
 def overhead(stack: Stack, plan: Plan) -> dict[str, Any]:
     """Fixed rate, 50 ms upstream: the gateway's added latency."""
     rate, duration = plan.overhead_rate, plan.overhead_duration
-    stack.start("simulator", "gateway", "bare-sim")
+    stack.start(
+        "simulator", "gateway", *_proxies(plan, "floor-sim", "floor-litestar-sim", "bare-sim")
+    )
     sim = stack.url("simulator") + CHAT
     gateway = stack.url("gateway") + CHAT
-    bare = stack.url("bare-sim") + CHAT
     direct_body = body_file("direct-50ms", candidate_payload("ft:bench-50ms"))
     gateway_body = body_file("gateway-50ms", chat_body("triage-50ms"))
-    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "bare": [], "gateway": []}
+    # side -> (URL, body); every proxy but the gateway gets the candidate's upstream payload
+    sides = {"direct": (sim, direct_body)}
+    for side in _proxies(plan, "floor", "floor-litestar", "bare"):
+        sides[side] = (stack.url(f"{side}-sim") + CHAT, direct_body)
+    sides["gateway"] = (gateway, gateway_body)
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
 
     def one(url: str, body: Path, seconds: float = duration) -> dict[str, Any]:
         return run_loadgen(
@@ -310,23 +352,24 @@ def overhead(stack: Stack, plan: Plan) -> dict[str, Any]:
         )
 
     if plan.warm_up:  # not recorded
-        one(gateway, gateway_body, min(duration, 2.0))
-        one(bare, direct_body, min(duration, 2.0))
+        for side in sides.keys() - {"direct"}:
+            one(*sides[side], min(duration, 2.0))
     for run in range(plan.runs):
-        runs["direct"].append(one(sim, direct_body))
-        runs["bare"].append(one(bare, direct_body))
-        runs["gateway"].append(one(gateway, gateway_body))
+        for side, (url, body) in sides.items():
+            runs[side].append(one(url, body))
         g = runs["gateway"][-1]
         log(
             f"run {run + 1}/{plan.runs} overhead at {rate:g} req/s: header p50 "
             f"{g['overhead_header_ms']['p50'] if g['overhead_header_ms'] else None} ms, "
             f"e2e p50 {g['latency_ms']['p50']:.2f} ms vs direct "
-            f"{runs['direct'][-1]['latency_ms']['p50']:.2f} ms"
+            f"{runs['direct'][-1]['latency_ms']['p50']:.2f} ms, raw floor "
+            f"{runs['floor'][-1]['latency_ms']['p50']:.2f} ms"
         )
     out: dict[str, Any] = {
         "description": f"open loop at {rate:g} req/s for {duration:g} s, upstream = simulator "
         "with latency_ms 50; gateway route triage-50ms (candidate only) vs the candidate's "
-        "payload sent direct to the simulator and through the bare proxy",
+        "payload sent direct to the simulator and through the raw floor, the raw floor behind "
+        "Litestar's @asgi and the bare proxy",
         "load_generator": "bench/loadgen.py open",
         "rate": rate,
         "requests_per_run": int(rate * duration),
@@ -337,19 +380,23 @@ def overhead(stack: Stack, plan: Plan) -> dict[str, Any]:
         out[f"header_overhead_{q}_ms"] = stats(
             [r["overhead_header_ms"][q] for r in runs["gateway"] if r["overhead_header_ms"]]
         )
-        out[f"e2e_direct_{q}_ms"] = stats([r["latency_ms"][q] for r in runs["direct"]])
-        out[f"e2e_bare_{q}_ms"] = stats([r["latency_ms"][q] for r in runs["bare"]])
-        out[f"e2e_gateway_{q}_ms"] = stats([r["latency_ms"][q] for r in runs["gateway"]])
-        out[f"added_e2e_{q}_ms"] = stats(
+        for side in sides:
+            key = side.replace("-", "_")
+            out[f"e2e_{key}_{q}_ms"] = stats([r["latency_ms"][q] for r in runs[side]])
+            if side == "direct":
+                continue
+            # within each run: the side's quantile minus direct's (the gateway's key has no
+            # side name: added_e2e_p50_ms is the target)
+            out[f"added_e2e_{'' if side == 'gateway' else key + '_'}{q}_ms"] = stats(
+                [
+                    x["latency_ms"][q] - d["latency_ms"][q]
+                    for x, d in zip(runs[side], runs["direct"], strict=True)
+                ]
+            )
+        out[f"added_over_floor_{q}_ms"] = stats(
             [
-                g["latency_ms"][q] - d["latency_ms"][q]
-                for g, d in zip(runs["gateway"], runs["direct"], strict=True)
-            ]
-        )
-        out[f"added_e2e_bare_{q}_ms"] = stats(
-            [
-                b["latency_ms"][q] - d["latency_ms"][q]
-                for b, d in zip(runs["bare"], runs["direct"], strict=True)
+                g["latency_ms"][q] - f["latency_ms"][q]
+                for g, f in zip(runs["gateway"], runs["floor"], strict=True)
             ]
         )
     out["raw"] = runs
@@ -358,21 +405,22 @@ def overhead(stack: Stack, plan: Plan) -> dict[str, Any]:
 
 def streaming(stack: Stack, plan: Plan) -> dict[str, Any]:
     """Time to first token added, and throughput of 20-chunk streams."""
-    stack.start("simulator", "gateway", "bare-sim")
-    sim = stack.url("simulator") + CHAT
-    gateway = stack.url("gateway") + CHAT
-    bare = stack.url("bare-sim") + CHAT
+    stack.start(
+        "simulator", "gateway", *_proxies(plan, "floor-sim", "floor-litestar-sim", "bare-sim")
+    )
     direct_body = body_file("direct-stream20", candidate_payload("ft:bench-stream20", stream=True))
     gateway_body = body_file("gateway-stream20", chat_body("triage-stream20", stream=True))
-    sides = ("direct", "bare", "gateway")
+    urls = {"direct": (stack.url("simulator") + CHAT, direct_body)}
+    for side in _proxies(plan, "floor", "floor-litestar", "bare"):
+        urls[side] = (stack.url(f"{side}-sim") + CHAT, direct_body)
+    urls["gateway"] = (stack.url("gateway") + CHAT, gateway_body)
+    sides = tuple(urls)
     ttft_runs = []
     for run in range(0 if plan.warm_up else 1, plan.runs + 1):  # round 0 warms up
         result = run_loadgen(
             [
                 "ttft",
-                *("--target", "direct", sim, str(direct_body)),
-                *("--target", "bare", bare, str(direct_body)),
-                *("--target", "gateway", gateway, str(gateway_body)),
+                *(a for side, (u, b) in urls.items() for a in ("--target", side, u, str(b))),
                 *("-H", AUTH, "--count", str(plan.ttft_count if run else 20)),
             ],
             cpus=stack.harness_cpus,
@@ -387,34 +435,41 @@ def streaming(stack: Stack, plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {
         "description": "streams with 20 content chunks from the simulator; TTFT = request sent "
         "to first content delta received; streams one at a time, in turn direct, through the "
-        "bare proxy and through the gateway (route triage-stream20, candidate only; direct and "
-        "bare send the candidate's payload)",
+        "raw floor, the raw floor behind Litestar's @asgi, the bare proxy and the gateway (route "
+        "triage-stream20, candidate only; the others send the candidate's payload)",
         "streams_per_run_per_target": plan.ttft_count,
     }
     for q in ("p50", "p90", "p99"):
         for side in sides:
-            out[f"ttft_{side}_{q}_ms"] = stats([r[side]["ttft_ms"][q] for r in ttft_runs])
-        out[f"ttft_added_{q}_ms"] = stats(
-            [r["gateway"]["ttft_ms"][q] - r["direct"]["ttft_ms"][q] for r in ttft_runs]
-        )
-        out[f"ttft_added_bare_{q}_ms"] = stats(
-            [r["bare"]["ttft_ms"][q] - r["direct"]["ttft_ms"][q] for r in ttft_runs]
+            key = side.replace("-", "_")
+            out[f"ttft_{key}_{q}_ms"] = stats([r[side]["ttft_ms"][q] for r in ttft_runs])
+            if side != "direct":  # the gateway's has no side name: ttft_added_p50_ms
+                out[f"ttft_added_{'' if side == 'gateway' else key + '_'}{q}_ms"] = stats(
+                    [r[side]["ttft_ms"][q] - r["direct"]["ttft_ms"][q] for r in ttft_runs]
+                )
+        out[f"ttft_added_over_floor_{q}_ms"] = stats(
+            [r["gateway"]["ttft_ms"][q] - r["floor"]["ttft_ms"][q] for r in ttft_runs]
         )
     out["ttft_errors"] = sum(r[t]["errors"] for r in ttft_runs for t in sides)
     c = plan.stream_connections
+    servers = {side: "simulator" if side == "direct" else f"{side}-sim" for side in urls}
     targets = [
-        Target("direct", "simulator", "ft:bench-stream20", stream=True, candidate=True),
-        Target("bare", "bare-sim", "ft:bench-stream20", stream=True, candidate=True),
-        Target("gateway", "gateway", "triage-stream20", stream=True),
+        Target(side, servers[side], "ft:bench-stream20", stream=True, candidate=True)
+        for side in urls
+        if side != "gateway"
     ]
+    targets.append(Target("gateway", "gateway", "triage-stream20", stream=True))
     table = closed_matrix(stack, plan, targets, [c], plan.duration)
     out["stream_throughput"] = {
         "description": f"closed loop, {c} connections, 20-chunk streams, streams per second",
         "load_generator": "wrk -t1" if plan.use_wrk else "bench/loadgen.py closed --stream",
         "concurrency": table,
         "ratios": {
-            "gateway/direct": ratio(table, str(c), "gateway", "direct"),
+            "gateway/floor": ratio(table, str(c), "gateway", "floor"),
+            "gateway/floor by CPU per stream": cpu_ratio(table, str(c), "gateway", "floor"),
+            "floor-litestar/floor": ratio(table, str(c), "floor-litestar", "floor"),
             "gateway/bare": ratio(table, str(c), "gateway", "bare"),
+            "gateway/direct": ratio(table, str(c), "gateway", "direct"),
         },
     }
     return out
@@ -637,7 +692,7 @@ def _short(frame: str) -> str:
     # "func (path/to/file.py:123)" -> "func (pkg/file.py)"
     func, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

@@ -2,8 +2,12 @@
 
 ``instant``: nginx returning a fixed chat completion (or, without nginx or in smoke mode, the
 simulator, which answers unknown model names at once). ``simulator``: ``gateway simulate`` with
-bench/simulator.yaml. ``bare-*``: bench/bare_proxy.py. ``gateway*``: ``gateway serve`` with
-bench/routes.yaml. ``litellm``: LiteLLM's proxy from its own virtualenv.
+bench/simulator.yaml. ``floor-*``: bench/raw_floor.py (the raw floor: bare ASGI on uvicorn, one
+aiohttp session); ``floor-litestar-*``: the same behind Litestar's ``@asgi`` handler. ``bare-*``:
+bench/bare_proxy.py. ``gateway*``: ``gateway serve`` with bench/routes.yaml (``*-granian``: the
+raw floor or the gateway served by granian instead of uvicorn). ``litellm``: LiteLLM's
+proxy from its own virtualenv. ``*-instant`` pieces forward to ``instant``, ``*-sim`` ones to the
+simulator.
 """
 
 from __future__ import annotations
@@ -165,6 +169,17 @@ class Stack:
                 (405,),
                 60.0,
             )
+        if name.startswith("floor-"):
+            upstream = "simulator" if name.endswith("-sim") else "instant"
+            # No /healthz: a GET answers 405 once the server is up.
+            return (
+                self._floor(name, self._spawned(upstream).url, litestar="-litestar-" in name),
+                "/v1/chat/completions",
+                (405,),
+                60.0,
+            )
+        if name in ("floor-granian-instant", "gateway-granian"):
+            return self._granian(name), "/healthz", (200, 404, 405), 60.0
         if name == "litellm":
             return self._litellm(), "/health/liveliness", (200,), 180.0
         if name.startswith("gateway"):
@@ -237,6 +252,44 @@ http {{
         child.url = f"http://127.0.0.1:{port}"
         return child
 
+    def _floor(self, name: str, upstream: str, *, litestar: bool) -> Child:
+        port = free_port()
+        child = self.procs.start(
+            name,
+            [
+                *(PYTHON, str(BENCH / "raw_floor.py")),
+                *("--port", str(port), "--upstream", upstream + "/v1"),
+                *(["--litestar"] if litestar else []),
+            ],
+            cpus=self.sut_cpus,
+        )
+        child.url = f"http://127.0.0.1:{port}"
+        return child
+
+    def _granian(self, name: str) -> Child:
+        """The raw floor or the gateway (1 worker) on granian instead of uvicorn."""
+        port = free_port()
+        if name.startswith("floor"):
+            env = {"BENCH_FLOOR_UPSTREAM": self._spawned("instant").url + "/v1"}
+            target = "bench.raw_floor:from_environment"
+        else:
+            env = self._gateway_env(name, port)
+            target = "gateway.app:app_from_environment"
+        child = self.procs.start(
+            name,
+            [
+                *(str(Path(PYTHON).parent / "granian"), "--interface", "asgi"),
+                *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+                *("--loop", "uvloop", "--no-access-log", "--log-level", "warning"),
+                *("--factory", target),
+            ],
+            env=env,
+            cpus=self.sut_cpus,
+            stdout=(WORK / f"{name}.events.jsonl").open("wb"),
+        )
+        child.url = f"http://127.0.0.1:{port}"
+        return child
+
     def routes_file(self) -> Path:
         instant = self._spawned("instant").url
         simulator = self._spawned("simulator").url
@@ -253,6 +306,23 @@ http {{
         a feedback buffer of 1,000 request ids)."""
         port = free_port()
         workers = 2 if name == "gateway-2w" else 1
+        env = self._gateway_env(name, port, workers)
+        # The request.completed events go to a file, as they would to a log collector.
+        log_path = WORK / f"{name}.events.jsonl"
+        log_path.unlink(missing_ok=True)
+        out = log_path.open("ab")
+        child = self.procs.start(
+            name,
+            [PYTHON, "-m", "gateway", "serve"],
+            env=env,
+            cpus=None if workers > 1 else self.sut_cpus,
+            stdout=out,
+        )
+        out.close()
+        child.url = f"http://127.0.0.1:{port}"
+        return child
+
+    def _gateway_env(self, name: str, port: int, workers: int = 1) -> dict[str, str]:
         env = {
             "GATEWAY_CONFIG": str(self.routes_file()),
             "GATEWAY_HOST": "127.0.0.1",
@@ -274,20 +344,7 @@ http {{
             env["GATEWAY_FEEDBACK_MAX_REQUESTS"] = "1000"
         for stale in WORK.glob(f"flags-{name}.db*"):
             stale.unlink()
-        # The request.completed events go to a file, as they would to a log collector.
-        log_path = WORK / f"{name}.events.jsonl"
-        log_path.unlink(missing_ok=True)
-        out = log_path.open("ab")
-        child = self.procs.start(
-            name,
-            [PYTHON, "-m", "gateway", "serve"],
-            env=env,
-            cpus=None if workers > 1 else self.sut_cpus,
-            stdout=out,
-        )
-        out.close()
-        child.url = f"http://127.0.0.1:{port}"
-        return child
+        return env
 
     def _litellm(self) -> Child:
         port = free_port()

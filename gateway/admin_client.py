@@ -119,6 +119,13 @@ class AdminClient:
         result: dict[str, Any] = self._call("GET", flag_path(route))
         return result
 
+    def flag_with_source(self, route: str) -> tuple[dict[str, Any], str | None]:
+        """:meth:`flag` and its ``x-gateway-flag-source`` header (``store``, ``snapshot``,
+        ``routes_file``; ``None`` from a gateway that does not send it)."""
+        body, headers = self._exchange("GET", flag_path(route))
+        source = headers.get("x-gateway-flag-source")
+        return body, source
+
     def patch(self, route: str, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
         """``PATCH /admin/flags/{route}`` with ``If-Match: "<version>"``; the new flag."""
         result: dict[str, Any] = self._call(
@@ -156,6 +163,19 @@ class AdminClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
+        body, _ = self._exchange(method, path, json=json, params=params, headers=headers)
+        return body
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, httpx.Headers]:
+        """The decoded JSON body of a 2xx answer and its headers; AdminAPIError otherwise."""
         where = f"is the gateway running at {self.url}? {_WHERE}"
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
@@ -180,7 +200,7 @@ class AdminClient:
                     f"is {self.url} the gateway (its base URL, without /v1)? {_WHERE}",
                     status=response.status_code,
                 )
-            return body
+            return body, response.headers
         raise _classify(response.status_code, body, response.text, self.url)
 
 
@@ -224,6 +244,16 @@ def _classify(status: int, body: Any, text: str, url: str) -> AdminAPIError:
         if status == 403:
             hint += " (this key is valid, but not for the admin API: a client key?)"
         return AdminAPIError(EXIT_AUTH, message, hint, status=status, code=code)
+    if status == 409 and code == "rolled_back":
+        return AdminAPIError(
+            EXIT_CONFLICT,
+            message,
+            "the flag is rolled back, and only `gateway flags release ROUTE --reason ...` "
+            "re-arms it (at weight 0 unless --weight is given); nothing was written",
+            status=status,
+            code=code,
+            current=current if isinstance(current, dict) else None,
+        )
     if status == 409:
         return AdminAPIError(
             EXIT_CONFLICT,

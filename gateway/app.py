@@ -30,7 +30,7 @@ from gateway.errors import (
     PayloadTooLargeError,
 )
 from gateway.flags.outcomes import open_outcome_store
-from gateway.flags.service import FlagService
+from gateway.flags.service import FlagService, replica_id
 from gateway.flags.store import open_store
 from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
@@ -39,7 +39,6 @@ from gateway.quality.monitor import QualityMonitor
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay import ChatRelay
-from gateway.replica import new_replica_id
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import Metrics, Telemetry, configure_logging, get_logger
 from gateway.upstream import UpstreamPool
@@ -108,14 +107,20 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         namespace=settings.flag_store_namespace,
         poll_interval_s=settings.flag_poll_interval_s,
     )
-    flags = FlagService(config, store, metrics, logger)
+    flags = FlagService(
+        config,
+        store,
+        metrics,
+        logger,
+        replica=replica_id(settings.replica_id, workers=settings.workers),
+        heartbeat_s=settings.flag_heartbeat_s,
+    )
     upstreams = UpstreamPool(
         config.upstreams,
         settings.upstream,
         other_secrets=[*client_keys.values(), *admin_keys.values()],
     )
     latch = LatchedFlags(flags)
-    replica = new_replica_id(settings.replica_id)
     guard = Guard(config.routes)
     quality = QualityMonitor(
         config,
@@ -139,7 +144,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         latch,
         metrics,
         logger,
-        replica=replica,
+        replica=flags.replica,
         tick_s=settings.guard_tick_s,
         flush_s=settings.guard_flush_s,
         outcomes=open_outcome_store(settings.flag_store, namespace=settings.flag_store_namespace),
@@ -161,7 +166,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         shadow=shadow,
         guard_runner=guard_runner,
         latch=latch,
-        replica=replica,
+        replica=flags.replica,
     )
 
 

@@ -84,12 +84,6 @@ class Settings(BaseSettings):
         description="How often each replica shares its outcome counts through the flag store "
         "and reads the route-wide totals the guard decides on.",
     )
-    replica_id: str | None = Field(
-        None,
-        max_length=128,
-        description="This replica's name in the flag store (default: host name, process id "
-        "and a random suffix).",
-    )
     guard_webhook_url: str | None = Field(
         None, description="POSTed a JSON notice when the guard rolls a route back."
     )
@@ -123,6 +117,15 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    replica_id: str | None = Field(
+        None,
+        max_length=128,
+        description="This replica's id in heartbeats, outcome counts and audits (default: "
+        "hostname-pid-random; with several workers the pid is appended).",
+    )
+    flag_heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between heartbeats; they expire after three."
+    )
 
     def all_client_keys(self) -> dict[str, str]:
         """Client keys from ``GATEWAY_CLIENT_KEYS`` merged with ``GATEWAY_CLIENT_KEYS_FILE``."""

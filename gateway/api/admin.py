@@ -5,30 +5,51 @@ Every write needs a ``reason`` and is compare-and-set on the flag's ``version``,
 current state. Errors use the same OpenAI-style envelope as the data plane: 400 malformed body,
 401/403 keys, 404 unknown route, 409 conflict, 422 unacceptable values, 503 store unavailable.
 Litestar documents these endpoints at ``/admin/openapi`` (``/admin/openapi/openapi.json``).
+
+The latch is absolute: on a rolled-back flag, a change that could send traffic to the candidate
+(weight, enabling, adding to a candidate list) is 409 ``rolled_back`` whose message names the
+release command; registering a candidate records it at weight 0 and leaves the flag rolled back.
+A write that changes nothing answers 200 with the unchanged flag (same version and ETag) and
+writes no audit entry.
+
+Who serves what: ``GET /admin/routes`` lists, per route, each live replica's served version
+and source (from the replicas' heartbeats in the store), ``lagging`` when behind the newest;
+``GET /admin/flags/{route}`` says in ``x-gateway-flag-source`` whether it shows the store's
+state (``store``), this replica's snapshot because the store lacks or is behind it
+(``snapshot``, a restore is due) or the routes file's initial flag (``routes_file``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from gateway.errors import InvalidRequestError
 from gateway.flags.changes import AuditEntry, FlagPatch
+from gateway.flags.store import ReplicaBeat
 from gateway.routing import FlagState
 
 __all__ = [
+    "FLAG_SOURCE_HEADER",
     "AuditPage",
     "FlagPatchRequest",
     "ReleaseRequest",
+    "ReplicaView",
     "RollbackRequest",
     "RouteView",
     "admin_handlers",
+    "replica_views",
 ]
+
+FLAG_SOURCE_HEADER = "x-gateway-flag-source"
+"""Response header of ``GET /admin/flags/{route}``: ``store``, ``snapshot`` or ``routes_file``."""
 
 
 class FlagPatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,6 +83,10 @@ class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class RegisterCandidateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /admin/flags/{route}/candidate``: serve ``model`` as the candidate, at weight 0.
 
+    On an active flag this starts a new rollout; on a rolled-back flag the model is recorded and
+    the flag stays rolled back until ``release``. The model that already is the candidate's:
+    200 with the flag unchanged.
+
     ``source`` says where the model comes from (e.g. ``fine_tuning_job:ftjob-abc``); it is
     kept in the audit entry's evidence.
     """
@@ -80,8 +105,25 @@ class VariantView(msgspec.Struct):
     errors: int
 
 
+class ReplicaView(msgspec.Struct):
+    """One live replica's view of a route, from its latest heartbeat.
+
+    ``version`` is the flag version it serves (``None``: no flag loaded, it serves the
+    fallback); ``source`` is ``store``, ``snapshot``, ``routes_file`` or ``none``; ``age_s`` is
+    the heartbeat's age in seconds; ``lagging`` is true when another replica (or the store)
+    serves a newer version; ``generation`` is the store generation it synced with.
+    """
+
+    replica: str
+    version: int | None
+    source: str
+    generation: str | None
+    age_s: float
+    lagging: bool
+
+
 class RouteView(msgspec.Struct):
-    """One route as ``GET /admin/routes`` shows it."""
+    """One route as ``GET /admin/routes`` shows it; ``flag`` is this replica's snapshot."""
 
     name: str
     description: str
@@ -90,6 +132,23 @@ class RouteView(msgspec.Struct):
     variants: dict[str, VariantView]
     flag: FlagState | None
     guard: dict[str, Any] | None = None
+    replicas: list[ReplicaView] = msgspec.field(default_factory=list)
+
+
+def replica_views(route: str, beats: list[ReplicaBeat], now: float) -> list[ReplicaView]:
+    """Each heartbeat's view of ``route``, ``lagging`` when below the newest version seen."""
+    newest = max((b.versions.get(route, -1) for b in beats), default=-1)
+    return [
+        ReplicaView(
+            replica=b.replica,
+            version=b.versions.get(route),
+            source=b.sources.get(route, "none"),
+            generation=b.generation,
+            age_s=round(max(0.0, now - b.at), 3),
+            lagging=b.versions.get(route, -1) < newest,
+        )
+        for b in beats
+    ]
 
 
 class AuditPage(msgspec.Struct):
@@ -135,8 +194,8 @@ def admin_handlers(gw: Any) -> list[Any]:
             return f"{name} ({who})"
         return str(name)
 
-    def flag_response(state: FlagState, status_code: int = 200) -> Response[FlagState]:
-        return Response(state, status_code=status_code, headers={"etag": f'"{state.version}"'})
+    def flag_response(state: FlagState, **headers: str) -> Response[FlagState]:
+        return Response(state, status_code=200, headers={"etag": f'"{state.version}"', **headers})
 
     @get(
         "/admin/routes",
@@ -146,6 +205,8 @@ def admin_handlers(gw: Any) -> list[Any]:
     async def list_routes(request: Request[Any, Any, Any]) -> list[RouteView]:
         actor(request)
         counts = gw.telemetry.counts
+        beats = await flags.replicas()
+        now = time.time()
         views = []
         for name, route in gw.config.routes.items():
             if route.passthrough:
@@ -173,16 +234,31 @@ def admin_handlers(gw: Any) -> list[Any]:
                     variants=variants,
                     flag=flags.flag(name),
                     guard=gw.guard_state(name),
+                    replicas=replica_views(name, beats, now),
                 )
             )
         return views
 
-    @get("/admin/flags/{route:str}", summary="A route's flag as stored now", guards=[require_admin])
+    @get(
+        "/admin/flags/{route:str}",
+        summary="A route's flag as stored now",
+        guards=[require_admin],
+        response_headers=[
+            ResponseHeader(
+                name=FLAG_SOURCE_HEADER,
+                documentation_only=True,
+                description="store: the store's state; snapshot: this replica's, because the "
+                "store lacks or is behind it (a restore is due); routes_file: never written.",
+            ),
+            ResponseHeader(name="etag", documentation_only=True, description='The version: "3".'),
+        ],
+    )
     async def get_flag(
         request: Request[Any, Any, Any], route: FromPath[str]
     ) -> Response[FlagState]:
         actor(request)
-        return flag_response(await flags.current(route))
+        state, source = await flags.current_with_source(route)
+        return flag_response(state, **{FLAG_SOURCE_HEADER: source})
 
     @patch(
         "/admin/flags/{route:str}",
@@ -259,7 +335,7 @@ def admin_handlers(gw: Any) -> list[Any]:
 
     @post(
         "/admin/flags/{route:str}/candidate",
-        summary="Register a model as the candidate (weight 0, new rollout)",
+        summary="Register a model as the candidate (weight 0; a rolled-back flag stays so)",
         guards=[require_admin],
     )
     async def register_candidate(

@@ -29,6 +29,7 @@ __all__ = [
     "format_weight",
     "history_table",
     "parse_weight",
+    "replicas_summary",
     "routes_table",
 ]
 
@@ -124,8 +125,9 @@ def _names(values: Sequence[str]) -> str:
     return ", ".join(sorted(values)) or "-"
 
 
-def flag_table(flag: Mapping[str, Any]) -> Table:
-    """One flag (the admin API's JSON) as a two-column table: field, value."""
+def flag_table(flag: Mapping[str, Any], *, source: str | None = None) -> Table:
+    """One flag (the admin API's JSON) as a two-column table: field, value; ``source`` (the
+    ``x-gateway-flag-source`` header) adds a row when given."""
     table = Table(title=Text(f"flag {flag.get('route')}"), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -144,18 +146,52 @@ def flag_table(flag: Mapping[str, Any]) -> Table:
         ("reason", flag.get("reason")),
         *((name.replace("_", " "), _names(targeting.get(name, ()))) for name in TARGETING_LISTS),
     ]
+    if flag.get("candidate_model"):
+        rows.insert(5, ("candidate model", flag.get("candidate_model")))
+    if source is not None:
+        rows.append(("source", _SOURCE_WORDS.get(source, source)))
     for field, value in rows:
         table.add_row(field, Text(str(value)))
     return table
 
 
+_SOURCE_WORDS = {
+    "store": "store",
+    "snapshot": "snapshot (the store lacks or is behind this replica's state; a restore is due)",
+    "routes_file": "routes file (never written)",
+}
+
+
+def replicas_summary(replicas: Sequence[Mapping[str, Any]]) -> str:
+    """Who serves which version of a route: ``3 at v7``, ``2 at v7; gw-b at v6 (lagging)``;
+    ``-`` without heartbeats. A replica serving its own snapshot (or nothing) says so."""
+    if not replicas:
+        return "-"
+    current = [r for r in replicas if not r.get("lagging")]
+    parts = []
+    if current:
+        versions = sorted({str(r.get("version")) for r in current})
+        parts.append(f"{len(current)} at v{'/v'.join(versions)}")
+    parts += [
+        f"{r.get('replica')} at v{r.get('version')} (lagging)" for r in replicas if r.get("lagging")
+    ]
+    parts += [
+        f"{r.get('replica')} from {r.get('source')}"
+        for r in replicas
+        if r.get("source") in ("snapshot", "none")
+    ]
+    return "; ".join(parts)
+
+
 def routes_table(routes: Sequence[Mapping[str, Any]]) -> Table:
-    """``GET /admin/routes`` as a table: one row a route, with per-variant request counts."""
+    """``GET /admin/routes`` as a table: one row a route, with per-variant request counts and
+    the versions the live replicas serve (:func:`replicas_summary`)."""
     table = Table(title="routes")
     for column in ("route", "status", "enabled", "weight", "rollout id", "version"):
         table.add_column(column)
     table.add_column("candidate (requests/errors)")
     table.add_column("fallback (requests/errors)")
+    table.add_column("replicas")
     for route in routes:
         flag = route.get("flag") or {}
         variants = route.get("variants") or {}
@@ -173,8 +209,18 @@ def routes_table(routes: Sequence[Mapping[str, Any]]) -> Table:
             str(flag.get("version", "-")),
             Text(variant(str(route.get("candidate")))),
             Text(variant(str(route.get("fallback")))),
+            Text(replicas_summary(route.get("replicas") or [])),
         )
     return table
+
+
+def _describe_entry(entry: Mapping[str, Any]) -> str:
+    """What an audit entry changed; a restore says which version came back over what."""
+    before, after = entry.get("before"), entry.get("after") or {}
+    if entry.get("action") == "restore":
+        had = "no flag" if not before else f"v{before.get('version')}"
+        return f"restored v{after.get('version')} ({after.get('status')}) over {had}"
+    return describe_change(before, after)
 
 
 def history_table(route: str, entries: Sequence[Mapping[str, Any]]) -> Table:
@@ -188,7 +234,7 @@ def history_table(route: str, entries: Sequence[Mapping[str, Any]]) -> Table:
             Text(str(entry.get("actor"))),
             Text(str(entry.get("trigger"))),
             Text(str(entry.get("action"))),
-            Text(describe_change(entry.get("before"), entry.get("after") or {})),
+            Text(_describe_entry(entry)),
             Text(str(entry.get("reason"))),
         )
     return table

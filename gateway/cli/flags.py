@@ -64,7 +64,8 @@ __all__ = ["flags_app"]
 def list_routes(
     url: Url = DEFAULT_URL, admin_key: AdminKey = None, as_json: AsJson = False
 ) -> None:
-    """Every route: flag status, weight, rollout id, version and per-variant request counts."""
+    """Every route: flag status, weight, rollout id, version, per-variant request counts, and
+    the version each live replica serves (a lagging one is named)."""
     with session(url, admin_key, as_json) as client:
         routes = client.routes()
     if as_json:
@@ -80,13 +81,14 @@ def show(
     admin_key: AdminKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """One route's flag as stored now, with its targeting lists."""
+    """One route's flag as stored now, with its targeting lists and where it comes from
+    (store, this replica's snapshot when the store is behind it, or the routes file)."""
     with session(url, admin_key, as_json) as client:
-        flag = client.flag(route)
+        flag, source = client.flag_with_source(route)
     if as_json:
         print_json(flag)
     else:
-        Console(highlight=False).print(flag_table(flag))
+        Console(highlight=False).print(flag_table(flag, source=source))
 
 
 _SET_HELP = (
@@ -153,7 +155,7 @@ def set_flag(
         "someone else changed the flag after this command read it; nothing was written. "
         "Check the current state above and run the command again if it still applies."
     )
-    with session(url, admin_key, as_json, conflict_hint=hint) as client:
+    with session(url, admin_key, as_json, conflict_hint=hint, route=route) as client:
         before = client.flag(route)
         after = client.patch(route, int(before["version"]), body)
     _report_write(before, after, as_json)

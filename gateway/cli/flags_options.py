@@ -95,17 +95,28 @@ def weight_option(help_text: str) -> Any:
 
 @contextmanager
 def session(
-    url: str, admin_key: str | None, as_json: bool, *, conflict_hint: str | None = None
+    url: str,
+    admin_key: str | None,
+    as_json: bool,
+    *,
+    conflict_hint: str | None = None,
+    route: str | None = None,
 ) -> Iterator[AdminClient]:
     """An :class:`AdminClient`; an :class:`AdminAPIError` becomes stderr output and an exit.
 
-    ``conflict_hint`` replaces the generic advice for a 409, when the command knows better.
+    ``conflict_hint`` replaces the generic advice for a 409, when the command knows better; a
+    409 ``rolled_back`` (the latch refused the change) always says to release ``route`` first.
     """
     try:
         with AdminClient(url, admin_key) as client:
             yield client
     except AdminAPIError as exc:
-        if exc.exit_code == EXIT_CONFLICT and conflict_hint is not None:
+        if exc.code == "rolled_back":
+            exc.hint = (
+                f"the flag is rolled back; release it first: gateway flags release "
+                f"{route or 'ROUTE'} --reason ... (only release re-arms it; nothing was written)"
+            )
+        elif exc.exit_code == EXIT_CONFLICT and conflict_hint is not None:
             exc.hint = conflict_hint
         _fail(exc, as_json)
 

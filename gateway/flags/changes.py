@@ -2,8 +2,15 @@
 
 Every change bumps ``version`` by one (the compare-and-set token), stamps ``updated_by``,
 ``updated_at`` and ``reason``, and is recorded as an :class:`AuditEntry` by the store in the same
-transaction. A rollback latches ``status="rolled_back"``; only :func:`release` re-arms it, with
-a new ``rollout_id`` so that the guard starts from clean counters.
+transaction. A change that would change nothing returns the state it was given (the very same
+object): the service then writes nothing, bumps no version and records no audit entry.
+
+The latch is absolute (DESIGN.md section 5): a rollback latches ``status="rolled_back"`` and
+only :func:`release` re-arms it, with a new ``rollout_id`` so that the guard starts from clean
+counters. While a flag is rolled back, a change that could later send traffic to the candidate
+(a new weight, enabling, a subject or key added to a candidate list) is refused with 409
+``rolled_back``; registering a candidate records the model at weight 0 and leaves the flag
+rolled back. Disabling, fallback lists and removals from candidate lists stay allowed.
 """
 
 from __future__ import annotations
@@ -21,14 +28,15 @@ __all__ = [
     "AuditEntry",
     "FlagPatch",
     "apply_patch",
+    "candidate_exposure",
     "new_rollout_id",
     "register_candidate",
     "release",
     "rollback",
 ]
 
-Trigger = Literal["manual", "guard"]
-Action = Literal["set", "rollback", "release", "register"]
+Trigger = Literal["manual", "guard", "replica"]
+Action = Literal["set", "rollback", "release", "register", "restore"]
 
 
 class FlagPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -43,7 +51,13 @@ class FlagPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
-    """One flag change, append-only. ``at`` is Unix time in seconds; ``id`` is store-assigned."""
+    """One flag change, append-only. ``at`` is Unix time in seconds.
+
+    ``id`` (a stream id or row id), ``seq`` (1, 2, 3, ... per store; a gap or a restart shows
+    lost entries) and ``generation`` (the store's generation when written) are set by the store.
+    ``trigger`` ``replica`` with ``action`` ``restore`` is a replica re-seeding a store that had
+    forgotten a flag (``evidence`` says what was stored, what was restored, from where).
+    """
 
     route: str
     at: float
@@ -55,6 +69,8 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     after: FlagState
     evidence: dict[str, Any] | None = None
     id: str = ""
+    seq: int = 0
+    generation: str = ""
 
 
 def new_rollout_id() -> str:
@@ -82,10 +98,12 @@ def _check_reason(reason: str | None) -> str:
 def apply_patch(
     state: FlagState, patch: FlagPatch, *, actor: str, reason: str | None, now: float
 ) -> FlagState:
-    """Apply a person's change.
+    """Apply a person's change; ``state`` itself when every given field already has its value.
 
     Raises:
         UnprocessableError: missing reason, weight outside 0..100000, nothing to change.
+        ConflictError: ``rolled_back``: the flag is rolled back and the change could send
+            traffic to the candidate (see the module docstring); release it first.
     """
     why = _check_reason(reason)
     fields: dict[str, Any] = {}
@@ -120,16 +138,49 @@ def apply_patch(
         raise UnprocessableError(
             "Nothing to change: give enabled, weight or a targeting list.", param=None
         )
-    return _next(state, actor, why, now, **fields)
+    changed = {name: value for name, value in fields.items() if getattr(state, name) != value}
+    if not changed:
+        return state
+    if state.status == "rolled_back":
+        exposing = candidate_exposure(state, changed)
+        if exposing:
+            raise ConflictError(
+                f"Route '{state.route}' is rolled back; {' and '.join(exposing)} could send "
+                f"traffic to the candidate. Release it first: gateway flags release "
+                f"{state.route} --reason ...",
+                current=state,
+                code="rolled_back",
+            )
+    return _next(state, actor, why, now, **changed)
+
+
+def candidate_exposure(state: FlagState, changed: dict[str, Any]) -> list[str]:
+    """What in ``changed`` (field -> new value) could route traffic to the candidate once
+    ``state`` is released: a new weight, enabling, a subject or key added to a candidate list.
+    Empty when the change only narrows exposure (disabling, fallback lists, removals)."""
+    exposing: list[str] = []
+    if "weight" in changed:
+        exposing.append(f"weight {state.weight} -> {changed['weight']}")
+    if changed.get("enabled") is True:
+        exposing.append("enabling")
+    targeting = changed.get("targeting")
+    if isinstance(targeting, Targeting):
+        for name in ("candidate_subjects", "candidate_keys"):
+            added = getattr(targeting, name) - getattr(state.targeting, name)
+            if added:
+                exposing.append(f"adding {', '.join(sorted(added))} to {name}")
+    return exposing
 
 
 def register_candidate(
     state: FlagState, *, model: str, actor: str, reason: str | None, now: float
 ) -> FlagState:
-    """Make ``model`` the candidate's model, at weight 0 with a new rollout id.
+    """Make ``model`` the candidate's model, at weight 0.
 
-    A new model starts unexposed: weight 0, active, clean guard counters; ops ramp it up when
-    the held-out evaluation says go.
+    A new model starts unexposed: weight 0. On an active flag it starts a new rollout (clean
+    guard counters). On a rolled-back flag it is recorded, at weight 0, and the flag stays rolled
+    back: only :func:`release` re-arms it (with a new rollout id). Registering the model that
+    already is the candidate's changes nothing and returns ``state`` itself.
 
     Raises:
         UnprocessableError: missing reason or empty model name.
@@ -137,6 +188,10 @@ def register_candidate(
     why = _check_reason(reason)
     if not model.strip():
         raise UnprocessableError("model must be a non-empty model name", param="model")
+    if state.candidate_model == model.strip():
+        return state
+    if state.status == "rolled_back":
+        return _next(state, actor, why, now, candidate_model=model.strip(), weight=0)
     return _next(
         state,
         actor,

@@ -19,7 +19,6 @@ compare-and-set, the others find the flag rolled back and stand down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from gateway.quality.latch import LatchedFlags
 from gateway.quality.late_break import describe_recent
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
+from gateway.tasks import cancel_and_wait
 from gateway.telemetry import Metrics
 
 __all__ = ["GuardRunner", "describe"]
@@ -125,10 +125,8 @@ class GuardRunner:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not await cancel_and_wait(task):
+                self._log.error("guard.task_did_not_stop", task=task.get_name())
         if self._outcomes is not None:
             await self._outcomes.aclose()
         if self._http is not None:

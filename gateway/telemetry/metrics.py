@@ -134,6 +134,20 @@ class Metrics:
             "1 when this replica reaches its flag store, 0 while it serves its last-known flags.",
             registry=r,
         )
+        self.flag_source = Gauge(
+            "gateway_flag_source",
+            "1 for where this replica's flag of the route comes from (store: what the store "
+            "holds; snapshot: its own last-known state; routes_file: never written; none: "
+            "nothing loaded, the fallback is served), 0 for the others.",
+            ["route", "source"],
+            registry=r,
+        )
+        self.flag_store_restores = Counter(
+            "gateway_flag_store_restores",
+            "Flags this replica wrote back into a store that had lost or rolled them back.",
+            ["route"],
+            registry=r,
+        )
         self.inflight = Gauge(
             "gateway_inflight_requests",
             "Requests being answered now.",

@@ -1,8 +1,9 @@
 """The benchmark command runs (``bench/run --smoke``): Python pieces only, a few seconds.
 
-Smoke mode starts the simulator, the bare proxy and the gateway on loopback and drives them with
-bench/loadgen.py (no nginx, wrk or LiteLLM needed). Only that every scenario produced a number is
-checked here; speed is judged by the full benchmark (bench/RESULTS.md), never by a test.
+Smoke mode starts the simulator, the raw floor (bare and behind Litestar's ``@asgi``), the bare
+proxy and the gateway on loopback and drives them with bench/loadgen.py (no nginx, wrk or
+LiteLLM needed). Only that every scenario produced a number is checked here; speed is judged by
+the full benchmark (bench/RESULTS.md), never by a test.
 """
 
 from __future__ import annotations
@@ -46,23 +47,33 @@ def test_bench_smoke_produces_a_number_for_every_scenario(tmp_path: Path) -> Non
         assert "error" not in scenarios[name], scenarios[name]
 
     throughput = scenarios["throughput"]["concurrency"]["8"]
-    for target in ("direct", "bare", "gateway"):
+    rows = ("direct", "floor", "floor-litestar", "bare", "gateway", "gateway-passthrough")
+    for target in rows:
         assert _number(throughput[target]["rps"]), throughput[target]
         assert throughput[target]["rps"]["median"] > 0
         assert throughput[target]["errors"] == 0, throughput[target]
-    assert _number(scenarios["throughput"]["ratios"]["8"]["gateway/bare"])
+    for key in ("gateway/floor", "gateway-passthrough/floor", "floor-litestar/floor", "bare/floor"):
+        assert _number(scenarios["throughput"]["ratios"]["8"][key]), key
 
     overhead = scenarios["overhead"]
-    for key in ("header_overhead_p50_ms", "header_overhead_p99_ms", "added_e2e_p50_ms"):
+    for key in (
+        "header_overhead_p50_ms",
+        "header_overhead_p99_ms",
+        "added_e2e_p50_ms",
+        "added_e2e_floor_p50_ms",
+        "added_over_floor_p99_ms",
+    ):
         assert _number(overhead[key]), (key, overhead[key])
-    assert overhead["errors"] == {"direct": 0, "bare": 0, "gateway": 0}
+    assert set(overhead["errors"].values()) == {0}, overhead["errors"]
 
     streaming = scenarios["streaming"]
-    assert _number(streaming["ttft_added_p50_ms"])
+    for key in ("ttft_added_p50_ms", "ttft_added_floor_p50_ms", "ttft_added_over_floor_p50_ms"):
+        assert _number(streaming[key]), key
     assert streaming["ttft_errors"] == 0
     for row in streaming["stream_throughput"]["concurrency"].values():
-        for target in ("direct", "bare", "gateway"):
+        for target in ("direct", "floor", "gateway"):  # smoke mode: no other proxy here
             assert row[target]["rps"]["median"] > 0, row[target]
+    assert _number(streaming["stream_throughput"]["ratios"]["gateway/floor"])
 
     memory = scenarios["memory"]
     assert memory["open_streams"]["streams_open"] == memory["open_streams"]["streams_requested"]

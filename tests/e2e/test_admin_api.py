@@ -454,6 +454,7 @@ def test_get_routes_lists_each_route_with_variants_flag_and_counters(
         "variants",
         "flag",
         "guard",
+        "replicas",
     }
     assert (route["candidate"], route["fallback"]) == ("finetuned", "prompted")
     assert set(route["variants"]) == {"finetuned", "prompted"}
@@ -584,3 +585,9 @@ def test_openapi_document_lists_the_admin_paths(gateway: AnyGateway) -> None:
     }.items() <= {path: set(ops) - {"parameters"} for path, ops in paths.items()}.items()
     assert "/metrics" not in paths
     assert "/readyz" not in paths
+    get_flag = paths["/admin/flags/{route}"]["get"]["responses"]["200"]
+    assert "x-gateway-flag-source" in get_flag["headers"]
+    replica = document["components"]["schemas"]["ReplicaView"]
+    assert {"replica", "version", "source", "generation", "age_s", "lagging"} <= set(
+        replica["properties"]
+    )

@@ -207,8 +207,9 @@ def test_show_prints_the_flag_with_its_targeting_lists(
 
     human = flags("show", ROUTE, url=gateway.url)
     assert human.code == 0, human.err
-    for text in ("status", "active", "weight", "0% (0)", "candidate subjects", "test reset"):
+    for text in ("status", "active", "weight", "0% (0)", "candidate subjects", "source"):
         assert text in human.out
+    assert fresh_flag["reason"] in human.out
 
 
 # -- writes and what the next request sees ---------------------------------------------------
@@ -317,6 +318,54 @@ def test_rollback_then_release_with_a_new_rollout_id(
     assert "not rolled back" in not_rolled_back.err
 
 
+def test_set_on_a_rolled_back_flag_exits_4_and_says_to_release_first(
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
+) -> None:
+    """The latch is absolute: ``set --weight`` or ``--enabled`` on a rolled-back flag writes
+    nothing, exits 4, and the hint is the release command for this route; a fallback list may
+    still change; the flag stays rolled back."""
+    assert flags("rollback", ROUTE, "--reason", "broken", url=gateway.url).code == 0
+    rolled = admin_flag(gateway)
+
+    run = flags("set", ROUTE, "--weight", "10%", "--reason", "ramp", "--json", url=gateway.url)
+    assert run.code == 4, run.out + run.err
+    error = run.error()["error"]
+    assert error["code"] == "rolled_back"
+    assert f"gateway flags release {ROUTE} --reason" in error["hint"]
+    human = flags("set", ROUTE, "--weight", "10%", "--reason", "ramp", url=gateway.url)
+    assert human.code == 4
+    assert f"gateway flags release {ROUTE} --reason" in human.err
+    assert admin_flag(gateway) == rolled
+
+    fallback = flags(
+        "set", ROUTE, "--fallback-subject", "angry-customer", "--reason", "keep", url=gateway.url
+    )
+    assert fallback.code == 0, fallback.err
+    after = admin_flag(gateway)
+    assert (after["status"], after["version"]) == ("rolled_back", rolled["version"] + 1)
+
+
+def test_list_shows_the_version_each_replica_serves(
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
+) -> None:
+    """``list`` has a replicas column (this single gateway: ``1 at vN``); ``--json`` carries
+    each replica's id, version, source and lagging flag."""
+    version = fresh_flag["version"]
+
+    def replicas() -> list[dict[str, Any]]:
+        run = flags("list", "--json", url=gateway.url)
+        assert run.code == 0, run.err
+        found: list[dict[str, Any]] = run.json()[0]["replicas"]
+        return found
+
+    (replica,) = replicas()
+    assert replica["version"] == version
+    assert replica["lagging"] is False
+    assert replica["source"] in ("store", "routes_file")
+    human = flags("list", url=gateway.url)
+    assert f"1 at v{version}" in human.out
+
+
 def test_history_lists_every_change_newest_first_with_reasons(
     gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
@@ -395,11 +444,12 @@ class _RacingProxy(BaseHTTPRequestHandler):
             self.command, self.target + self.path, headers=headers, content=body, timeout=10
         )
         if self.command == "GET" and self.path.startswith("/admin/flags/"):
-            version = response.json()["version"]
+            version, weight = response.json()["version"], response.json()["weight"]
+            # A real change each time (a write that changes nothing bumps no version).
             self.http.patch(
                 f"{self.target}/admin/flags/{ROUTE}",
                 headers={**ADMIN, "if-match": f'"{version}"', "x-gateway-actor": "racer"},
-                json={"weight": 5_000, "reason": "the other admin"},
+                json={"weight": 5_000 if weight != 5_000 else 5_001, "reason": "the other admin"},
                 timeout=10,
             ).raise_for_status()
         self.send_response(response.status_code)
@@ -457,7 +507,7 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
     assert "someone" in human.err
     assert "current state" in human.err
     assert "the other admin" in human.err
-    assert admin_flag(gateway)["weight"] == 5_000
+    assert admin_flag(gateway)["weight"] == 5_001
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Real processes over TCP. The route starts at weight 100000 (every subject on the
   one file both serve a change within one second (the bound DESIGN.md section 7 sets).
 * Redis: a change made through one gateway is served by another (propagation time logged); a
   private Redis stopped and restarted under traffic leaves the gateway serving its last-known
-  flag, ``degraded``, refusing writes with 503, and ``ready`` again by itself; a gateway started
+  flag, ``degraded``, refusing writes with 503, and ``ready`` again by itself, having restored
+  the flag the restarted Redis forgot; a gateway started
   with Redis down serves the fallback (``no_flag``).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.e2e.support import AUTH, TICKET, assert_error_envelope, wait_for
 from tests.processes import (
@@ -38,6 +37,7 @@ from tests.processes import (
     routes_yaml,
     start_gateway,
 )
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -87,68 +87,11 @@ def store_env(url: str, namespace: str = "gateway") -> dict[str, str]:
     return {"GATEWAY_FLAG_STORE": url, "GATEWAY_FLAG_STORE_NAMESPACE": namespace}
 
 
-class PrivateRedis:
-    """A ``redis-server`` on a port of its own that keeps nothing on disk."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        proc = self.proc
-
-        def ours_answers() -> bool:
-            # Ours, not a stranger that took the port first (suites may run side by side).
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited {proc.returncode}")
-            return _pings(client) and client.info("server")["process_id"] == proc.pid
-
-        try:
-            wait_for(ours_answers, f"redis-server on port {self.port}", timeout=10)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port())
-    server.start()
-    try:
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own that keeps nothing on disk."""
+    with RedisServer(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- SQLite: durability ---------------------------------------------------------------------------
@@ -391,7 +334,7 @@ class Traffic:
 
 
 def test_redis_restart_under_traffic_keeps_last_known_flag_and_recovers(
-    sim: SimulatorProcess, tmp_path: Path, private_redis: PrivateRedis
+    sim: SimulatorProcess, tmp_path: Path, private_redis: RedisServer
 ) -> None:
     """Redis stops while requests flow: /readyz goes degraded, every request still succeeds
     with the last-known flag, PATCH is 503; Redis comes back empty: /readyz is ready again by
@@ -430,11 +373,12 @@ def test_redis_restart_under_traffic_keeps_last_known_flag_and_recovers(
         assert served_decision(gw.url) == NEW
         assert readiness(gw)["flag_store"]["serving"] == "live"
         assert gw.log_events("flags.store_degraded")
-        assert gw.log_events("flags.store_lost_state")
+        [restored] = gw.log_events("flags.store_restored")
+        assert (restored["store_version"], restored["restored_version"]) == (None, 1)
 
 
 def test_redis_restart_without_state_keeps_admin_reads_and_writes_consistent(
-    sim: SimulatorProcess, tmp_path: Path, private_redis: PrivateRedis
+    sim: SimulatorProcess, tmp_path: Path, private_redis: RedisServer
 ) -> None:
     """After Redis comes back empty, GET shows the state the gateway serves (not the routes
     file's), and the next PATCH builds on it and is served."""

@@ -1,11 +1,21 @@
-"""``gateway flags`` weight input and output: percentages and raw thousandths of a percent."""
+"""``gateway flags`` input and output: weights as percentages and raw thousandths of a percent,
+change summaries, the replicas column and restore entries in the history."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import typer
+from rich.console import Console
 
-from gateway.cli.flag_format import describe_change, format_weight, parse_weight
+from gateway.cli.flag_format import (
+    describe_change,
+    format_weight,
+    history_table,
+    parse_weight,
+    replicas_summary,
+)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +114,30 @@ def test_describe_change_names_each_field_that_changed() -> None:
     assert describe_change(before, {**before, "enabled": False}) == "enabled -> disabled"
     assert describe_change(before, before) == "-"
     assert describe_change(None, before).startswith("registered:")
+
+
+def test_replicas_summary_names_lagging_replicas_and_snapshot_sources() -> None:
+    """``flags list``'s replicas column: a count per version in agreement, then each lagging
+    replica and each replica serving its own snapshot by name; ``-`` without heartbeats."""
+    ok = {"replica": "gw-a", "version": 7, "source": "store", "lagging": False}
+    assert replicas_summary([]) == "-"
+    assert replicas_summary([ok, {**ok, "replica": "gw-b"}]) == "2 at v7"
+    lagging = {"replica": "gw-c", "version": 6, "source": "store", "lagging": True}
+    assert replicas_summary([ok, lagging]) == "1 at v7; gw-c at v6 (lagging)"
+    cut_off = {**ok, "replica": "gw-d", "source": "snapshot"}
+    assert replicas_summary([ok, cut_off]) == "2 at v7; gw-d from snapshot"
+
+
+def test_history_table_says_what_a_restore_brought_back() -> None:
+    """A restore entry reads 'restored v5 (rolled_back) over no flag' (or over the older
+    version the store had), not as a registration."""
+    after = {"version": 5, "status": "rolled_back"}
+    entries: list[dict[str, Any]] = [
+        {"action": "restore", "before": None, "after": after, "at": 0, "reason": "r"},
+        {"action": "restore", "before": {"version": 3}, "after": after, "at": 0, "reason": "r"},
+    ]
+    console = Console(width=200, record=True)
+    console.print(history_table("support-triage", entries))
+    text = console.export_text()
+    assert "restored v5 (rolled_back) over no flag" in text
+    assert "restored v5 (rolled_back) over v3" in text

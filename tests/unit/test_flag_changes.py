@@ -1,7 +1,9 @@
-"""Flag changes as pure functions (gateway.flags.changes): patch, rollback, release.
+"""Flag changes as pure functions (gateway.flags.changes): patch, rollback, release, register.
 
 Each change bumps the version by one and stamps who, when and why; a reason is always required;
-weights stay within 0..100000; rollback latches until release, which starts a new rollout id.
+weights stay within 0..100000; rollback latches until release, which starts a new rollout id,
+and nothing else can expose the candidate of a rolled-back flag; a change that changes nothing
+returns the very same state (no version, no audit entry).
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ import msgspec
 import pytest
 
 from gateway.errors import ConflictError, UnprocessableError
-from gateway.flags.changes import FlagPatch, apply_patch, new_rollout_id, release, rollback
+from gateway.flags.changes import (
+    FlagPatch,
+    apply_patch,
+    new_rollout_id,
+    register_candidate,
+    release,
+    rollback,
+)
 from gateway.routing import FlagState, Targeting
 
 ROUTE = "support-triage"
@@ -120,7 +129,7 @@ def test_patch_targeting_list_replaces_the_list_and_keeps_the_others() -> None:
 
 
 def test_patch_empty_targeting_list_clears_that_list() -> None:
-    """``[]`` is a change (clear the list), unlike ``None`` (leave it)."""
+    """``[]`` is a change (clear a non-empty list), unlike ``None`` (leave it)."""
     old = state(targeting=Targeting(fallback_keys=frozenset({"k"})))
     new = apply_patch(old, FlagPatch(fallback_keys=[]), actor="a", reason="clear", now=NOW)
     assert new.targeting.fallback_keys == frozenset()
@@ -135,13 +144,105 @@ def test_patch_targeting_lists_are_deduplicated_sets() -> None:
     assert new.targeting.candidate_keys == frozenset({"eval"})
 
 
-def test_patch_on_a_rolled_back_flag_keeps_it_rolled_back() -> None:
-    """Changing the weight of a rolled-back flag does not release it (the latch holds)."""
-    new = apply_patch(
-        state(status="rolled_back"), FlagPatch(weight=100_000), actor="a", reason="r", now=NOW
+@pytest.mark.parametrize(
+    ("patch", "what"),
+    [
+        (FlagPatch(weight=100_000), "weight 10000 -> 100000"),
+        (FlagPatch(weight=0), "weight 10000 -> 0"),
+        (FlagPatch(enabled=True, weight=10_000), "enabling"),
+        (FlagPatch(candidate_subjects=["alice"]), "adding alice to candidate_subjects"),
+        (FlagPatch(candidate_keys=["eval"]), "adding eval to candidate_keys"),
+    ],
+)
+def test_patch_that_could_expose_the_candidate_of_a_rolled_back_flag_is_409(
+    patch: FlagPatch, what: str
+) -> None:
+    """The latch is absolute: a new weight, enabling or adding to a candidate list of a
+    rolled-back flag is 409 ``rolled_back``, with the current state and the release command."""
+    rolled = state(status="rolled_back", enabled=False)
+    with pytest.raises(ConflictError) as caught:
+        apply_patch(rolled, patch, actor="a", reason="r", now=NOW)
+    assert caught.value.status_code == 409
+    assert caught.value.code == "rolled_back"
+    assert caught.value.current == rolled
+    assert what in caught.value.message
+    assert f"gateway flags release {ROUTE} --reason" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        FlagPatch(enabled=False),
+        FlagPatch(fallback_subjects=["bob"]),
+        FlagPatch(fallback_keys=["web"]),
+        FlagPatch(candidate_subjects=[]),
+    ],
+)
+def test_patch_that_narrows_exposure_of_a_rolled_back_flag_is_written_and_stays_latched(
+    patch: FlagPatch,
+) -> None:
+    """Disabling, fallback lists and removals from candidate lists are allowed on a rolled-back
+    flag; it stays rolled back with its rollout id."""
+    rolled = state(
+        status="rolled_back", targeting=Targeting(candidate_subjects=frozenset({"alice"}))
     )
-    assert new.status == "rolled_back"
+    new = apply_patch(rolled, patch, actor="a", reason="r", now=NOW)
+    assert new.version == rolled.version + 1
+    assert (new.status, new.rollout_id) == ("rolled_back", "ro_first")
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        FlagPatch(weight=10_000),
+        FlagPatch(enabled=True),
+        FlagPatch(weight=10_000, enabled=True, candidate_keys=[]),
+    ],
+)
+@pytest.mark.parametrize("status", ["active", "rolled_back"])
+def test_patch_that_changes_nothing_returns_the_same_state(patch: FlagPatch, status: str) -> None:
+    """Every given field already has its value: the state itself comes back (no version bump,
+    hence no audit entry), also on a rolled-back flag (nothing is exposed)."""
+    old = state(status=status)
+    assert apply_patch(old, patch, actor="a", reason="r", now=NOW) is old
+
+
+def test_patch_bumps_only_the_fields_that_change() -> None:
+    """A patch repeating the current weight while disabling writes the kill switch only."""
+    new = apply_patch(
+        state(), FlagPatch(weight=10_000, enabled=False), actor="a", reason="r", now=NOW
+    )
+    assert (new.weight, new.enabled, new.version) == (10_000, False, 4)
+
+
+# -- register_candidate -------------------------------------------------------------------------
+
+
+def test_register_on_an_active_flag_starts_a_new_rollout_at_weight_0() -> None:
+    """A new candidate model on an active flag: weight 0, new rollout id, active."""
+    new = register_candidate(state(), model=" ft:new ", actor="ci", reason="job done", now=NOW)
+    assert (new.candidate_model, new.weight, new.status) == ("ft:new", 0, "active")
+    assert new.rollout_id != "ro_first"
+    assert new.version == 4
+
+
+def test_register_on_a_rolled_back_flag_records_the_model_and_stays_rolled_back() -> None:
+    """Registration never re-arms: the model is recorded at weight 0, the flag stays rolled
+    back with its rollout id; release then re-arms the new model at weight 0."""
+    rolled = state(status="rolled_back", weight=50_000)
+    new = register_candidate(rolled, model="ft:new", actor="ci", reason="job done", now=NOW)
+    assert (new.candidate_model, new.weight, new.status) == ("ft:new", 0, "rolled_back")
     assert new.rollout_id == "ro_first"
+    released = release(new, actor="ops", reason="new model", now=NOW)
+    assert (released.status, released.weight, released.candidate_model) == ("active", 0, "ft:new")
+    assert released.rollout_id not in {"ro_first", ""}
+
+
+@pytest.mark.parametrize("status", ["active", "rolled_back"])
+def test_registering_the_current_candidate_model_changes_nothing(status: str) -> None:
+    """The model already is the candidate's: the same state comes back."""
+    old = state(status=status, candidate_model="ft:same")
+    assert register_candidate(old, model="ft:same", actor="a", reason="r", now=NOW) is old
 
 
 # -- rollback -----------------------------------------------------------------------------------

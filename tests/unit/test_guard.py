@@ -456,13 +456,23 @@ class ScriptedStore(SQLiteFlagStore):
         self.fail_writes = False
         self.before_write: Callable[[], Awaitable[object]] | None = None
 
-    async def write(self, state: FlagState, expected_version: int, entry: AuditEntry) -> None:
+    async def write(
+        self,
+        state: FlagState,
+        expected_version: int,
+        entry: AuditEntry,
+        *,
+        generation: str,
+        seq_floor: int = 0,
+    ) -> AuditEntry:
         if self.fail_writes:
             raise StoreUnavailableError("The flag store is unavailable: injected by the test")
         if self.before_write is not None:
             race, self.before_write = self.before_write, None
             await race()
-        await super().write(state, expected_version, entry)
+        return await super().write(
+            state, expected_version, entry, generation=generation, seq_floor=seq_floor
+        )
 
 
 class ScriptedOutcomes(SQLiteOutcomeStore):
