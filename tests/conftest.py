@@ -8,7 +8,30 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.inprocess_sim import InProcessSimulator, LoopThread, in_process_simulator
 from tests.processes import SHARED_REDIS, SimulatorProcess, start_simulator
+
+_REPLICATED = "test_guard_simulation.py::test_replicated_requirements_hold_on_the_first_runs["
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the replicated guard simulations the selected tests need in a background process
+    (tests/unit/guard_sim_pool.py), so they run while the tests before them wait on I/O."""
+    names = [
+        str(item.callspec.params["name"])
+        for item in session.items
+        if isinstance(item, pytest.Function) and _REPLICATED in item.nodeid
+    ]
+    if names and not session.config.option.collectonly:
+        from tests.unit import guard_sim_pool
+
+        guard_sim_pool.start(names)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.unit import guard_sim_pool
+
+    guard_sim_pool.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +47,21 @@ def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
     simulator.reset()
     yield simulator
     simulator.reset()
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """One event loop in a background thread for the in-process gateways and simulators."""
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def in_sim(loop_thread: LoopThread) -> Iterator[InProcessSimulator]:
+    """A fresh simulator app of this test's own, served in-process (``tests.inprocess_sim``)."""
+    with in_process_simulator(loop_thread) as simulator:
+        yield simulator
 
 
 @pytest.fixture

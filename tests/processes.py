@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
 from gateway.simulator import ANNOUNCE_PREFIX
 
@@ -108,10 +111,27 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    http: httpx.Client
+    """A client for this gateway (absolute URLs or paths under ``url``)."""
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
+
+    @property
+    def config_path(self) -> Path:
+        """The routes file it serves."""
+        return self.log_path.parent / "gateway.yaml"
+
+    def client(self, **options: Any) -> httpx.Client:
+        """Another httpx client for this gateway (e.g. one with other timeouts)."""
+        options.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, **options)
+
+    def openai(self, api_key: str = CLIENT_KEY, **options: Any) -> openai.OpenAI:
+        """The official sync SDK client for this gateway (no retries unless asked)."""
+        options.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, **options)
 
     def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (optionally only those with ``event``)."""
@@ -127,7 +147,7 @@ class GatewayProcess:
         return out
 
     def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics").text
+        return self.http.get("/metrics").text
 
 
 def routes_yaml(
@@ -178,6 +198,10 @@ prices:
 """
 
 
+_gateway_numbers = itertools.count(1)
+_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
 @contextmanager
 def start_gateway(
     tmp_path: Path,
@@ -186,20 +210,26 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     workers: int = 1,
 ) -> Iterator[GatewayProcess]:
-    """Write ``routes`` to a file and run ``python -m gateway serve`` on a free port."""
+    """Write ``routes`` to a file and run ``python -m gateway serve`` on a port of its own.
+
+    The gateway binds port 0 and the port the OS gave it is read from uvicorn's "running on"
+    log line: no port is picked in advance, so suites running side by side cannot collide.
+    """
     config = tmp_path / "gateway.yaml"
     config.write_text(routes)
-    port = free_port()
-    log_path = tmp_path / f"gateway-{port}.log"
+    number = next(_gateway_numbers)
+    log_path = tmp_path / f"gateway-{number}.log"
     full_env = {
         **os.environ,
         "GATEWAY_CONFIG": str(config),
-        "GATEWAY_PORT": str(port),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "GATEWAY_LOG_LEVEL": "info",
         "GATEWAY_WORKERS": str(workers),
         "GATEWAY_CLIENT_KEYS": f'{{"test-app": "{CLIENT_KEY}", "eval": "{EVAL_KEY}"}}',
         "GATEWAY_OVERRIDE_KEYS": '["eval"]',
         "GATEWAY_ADMIN_KEYS": f'{{"ops": "{ADMIN_KEY}"}}',
-        "GATEWAY_FLAG_STORE": f"sqlite:///{tmp_path}/flags-{port}.db",
+        "GATEWAY_FLAG_STORE": f"sqlite:///{tmp_path}/flags-{number}.db",
         "GATEWAY_SHUTDOWN_GRACE_S": "2",
         **(env or {}),
     }
@@ -211,24 +241,29 @@ def start_gateway(
             env=full_env,
             cwd=ROOT,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url + "/healthz", proc, log_path)
-        yield GatewayProcess(proc, url, log_path)
+        url = _wait_ready(proc, log_path)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            yield GatewayProcess(proc, url, log_path, http)
     finally:
         _stop(proc)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[Any], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
+def _wait_ready(proc: subprocess.Popen[Any], log_path: Path) -> str:
+    """The gateway's URL once its log names the port and ``/healthz`` answers 200."""
+    deadline = time.monotonic() + 60
+    url = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gateway exited {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if url is None and (found := _LISTENING.search(log_path.read_text())):
+            url = f"http://127.0.0.1:{found.group(1)}"
+        if url is not None:
+            try:
+                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
         time.sleep(0.05)
     raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
 

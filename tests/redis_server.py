@@ -32,6 +32,10 @@ DUMP = "dump.rdb"
 APPEND_DIR = "appendonlydir"
 
 
+class _PortTaken(Exception):
+    """redis-server could not bind its port (someone else took it after it was chosen)."""
+
+
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, restartable on the same port and directory."""
 
@@ -41,6 +45,7 @@ class RedisServer:
         self.persistence = persistence
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
     @property
     def url(self) -> str:
@@ -73,10 +78,28 @@ class RedisServer:
         return [*args, "--appendonly", "no"]
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start and wait (at most ``timeout`` s) until it answers PING."""
+        """Start and wait (at most ``timeout`` s) until it answers PING.
+
+        The port was free when chosen, but another suite on the machine may take it first:
+        the first start then moves to a new port (a restart keeps its port, and fails). Only
+        this process' own server counts as started (``INFO``'s ``process_id``), never a
+        stranger on the port."""
+        for _ in range(5):
+            try:
+                self._start_once(timeout)
+                return
+            except _PortTaken:
+                if self.started_once:
+                    raise
+                self.port = free_port()
+        self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> None:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"redis-server on port {self.port} is already running")
-        log = (self.dir / "redis.log").open("ab")
+        log_path = self.dir / "redis.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path.open("ab")
         self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
@@ -84,12 +107,16 @@ class RedisServer:
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited {self.proc.returncode}: "
-                        + (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                    )
+                    with log_path.open("rb") as file:
+                        file.seek(offset)
+                        text = file.read().decode(errors="replace")[-2000:]
+                    if "Address already in use" in text and not self.started_once:
+                        self.proc = None
+                        raise _PortTaken(text)
+                    raise RuntimeError(f"redis-server exited {self.proc.returncode}: {text}")
                 try:
-                    if client.ping():
+                    if client.ping() and client.info("server")["process_id"] == self.proc.pid:
+                        self.started_once = True
                         return
                 except redis.RedisError:
                     pass

@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.inprocess_sim import InProcessGatewayUnderTest
 from tests.processes import CLIENT_KEY, GatewayProcess
 
 __all__ = [
     "AUTH",
     "TICKET",
+    "AnyGateway",
     "assert_error_envelope",
     "assert_serves_normally",
     "chat",
@@ -24,13 +26,17 @@ __all__ = [
 
 T = TypeVar("T")
 
+AnyGateway = GatewayProcess | InProcessGatewayUnderTest
+"""A gateway process over TCP or a gateway app in-process: both have ``url``, ``base_url``,
+``http`` (a sync client), ``client()``, ``openai()``, ``metrics()`` and ``log_events()``."""
+
 TICKET = "I was charged twice for my subscription, please refund the extra charge."
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 _ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 
 
 def chat(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
     body: dict[str, Any] | None = None,
     *,
     headers: dict[str, str] | None = None,
@@ -50,7 +56,7 @@ def chat(
         sent["authorization"] = authorization
     if content is not None:
         sent.setdefault("content-type", "application/json")
-    return httpx.post(
+    return gateway.http.post(
         gateway.base_url + "/chat/completions",
         json=body if content is None else None,
         content=content,
@@ -92,7 +98,7 @@ def assert_error_envelope(
     return error
 
 
-def assert_serves_normally(gateway: GatewayProcess) -> None:
+def assert_serves_normally(gateway: AnyGateway) -> None:
     """The gateway still answers an ordinary request with a label (it survived the failure)."""
     response = chat(gateway)
     assert response.status_code == 200, response.text
@@ -118,8 +124,10 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     )
 
 
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 5.0) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Timeouts are hang detectors, not expectations: keep them generous (a loaded machine)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -1,6 +1,7 @@
 """The admin HTTP API end to end: bad input, keys, conflicts, and the shapes of its answers.
 
-One gateway for the module (two routes, SQLite store). Every refusal is checked for its status
+One gateway for the module (two routes, SQLite store), in-process against an in-process
+simulator (``tests.inprocess_sim``). Every refusal is checked for its status
 and OpenAI's error envelope; a 409 also carries ``current``, the flag as stored now. Tests that
 change a flag say what they expect relative to the version they read first.
 """
@@ -13,17 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import AUTH, TICKET, assert_error_envelope
-from tests.processes import (
-    ADMIN_KEY,
-    CLIENT_KEY,
-    GatewayProcess,
-    SimulatorProcess,
-    routes_yaml,
-    start_gateway,
-)
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.support import AUTH, TICKET, AnyGateway, assert_error_envelope
+from tests.inprocess_sim import LoopThread, in_process_simulator, start_in_process
+from tests.processes import ADMIN_KEY, CLIENT_KEY, routes_yaml
 
 ROUTE = "support-triage"
 OTHER = "refund-policy"
@@ -61,15 +54,17 @@ ENDPOINT_IDS = ["routes", "get-flag", "patch", "rollback", "release", "audit"]
 
 @pytest.fixture(scope="module")
 def gateway(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    routes = routes_yaml(simulator.url, weight=50_000, extra=SECOND_ROUTE)
-    with start_gateway(tmp_path_factory.mktemp("admin"), routes) as gw:
-        yield gw
+    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnyGateway]:
+    with in_process_simulator(loop_thread) as simulator:
+        routes = routes_yaml(simulator.url, weight=50_000, extra=SECOND_ROUTE)
+        tmp = tmp_path_factory.mktemp("admin")
+        with start_in_process(loop_thread, tmp, routes, simulator) as gw:
+            yield gw
 
 
 def call(
-    gw: GatewayProcess,
+    gw: AnyGateway,
     method: str,
     path: str,
     body: dict[str, Any] | None = None,
@@ -82,7 +77,7 @@ def call(
     sent = ADMIN if headers is None else headers
     if content is not None:
         sent = {**sent, "content-type": "application/json"}
-    return httpx.request(
+    return gw.http.request(
         method,
         gw.url + path,
         json=body if content is None else None,
@@ -93,7 +88,7 @@ def call(
     )
 
 
-def flag_of(gw: GatewayProcess, route: str = ROUTE) -> dict[str, Any]:
+def flag_of(gw: AnyGateway, route: str = ROUTE) -> dict[str, Any]:
     response = call(gw, "GET", f"/admin/flags/{route}")
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
@@ -113,7 +108,7 @@ def assert_conflict(response: httpx.Response, code: str = "version_conflict") ->
     return current
 
 
-def ensure_active(gw: GatewayProcess) -> None:
+def ensure_active(gw: AnyGateway) -> None:
     """Release the route if an earlier test left it rolled back."""
     if flag_of(gw)["status"] == "rolled_back":
         response = call(gw, "POST", f"/admin/flags/{ROUTE}/release", {"reason": "test reset"})
@@ -137,7 +132,7 @@ def ensure_active(gw: GatewayProcess) -> None:
     ids=["enabled-str", "weight-str", "weight-float", "reason-int", "list-str", "list-int", "ver"],
 )
 def test_patch_with_a_wrong_type_is_400_naming_the_field(
-    gateway: GatewayProcess, body: dict[str, Any], param: str
+    gateway: AnyGateway, body: dict[str, Any], param: str
 ) -> None:
     """A field of the wrong type is 400 invalid_request_error, naming the field; nothing
     changes."""
@@ -151,7 +146,7 @@ def test_patch_with_a_wrong_type_is_400_naming_the_field(
     assert flag_of(gateway)["version"] == before
 
 
-def test_patch_with_an_unknown_field_is_400_naming_it(gateway: GatewayProcess) -> None:
+def test_patch_with_an_unknown_field_is_400_naming_it(gateway: AnyGateway) -> None:
     """A field the API does not know (a typo like ``weigth``) is 400, not silently ignored."""
     error = assert_error_envelope(
         call(gateway, "PATCH", f"/admin/flags/{ROUTE}", {"weigth": 10, "reason": "typo"}), 400
@@ -162,14 +157,12 @@ def test_patch_with_an_unknown_field_is_400_naming_it(gateway: GatewayProcess) -
 @pytest.mark.parametrize(
     "path", [f"/admin/flags/{ROUTE}/rollback", f"/admin/flags/{ROUTE}/release"]
 )
-def test_rollback_and_release_with_an_unknown_field_are_400(
-    gateway: GatewayProcess, path: str
-) -> None:
+def test_rollback_and_release_with_an_unknown_field_are_400(gateway: AnyGateway, path: str) -> None:
     """Rollback and release bodies refuse unknown fields too."""
     assert_error_envelope(call(gateway, "POST", path, {"reason": "r", "force": True}), 400)
 
 
-def test_malformed_json_is_400(gateway: GatewayProcess) -> None:
+def test_malformed_json_is_400(gateway: AnyGateway) -> None:
     """A body that is not JSON is 400 with the envelope."""
     assert_error_envelope(
         call(gateway, "PATCH", f"/admin/flags/{ROUTE}", content=b'{"weight": '), 400
@@ -187,21 +180,21 @@ def test_malformed_json_is_400(gateway: GatewayProcess) -> None:
     ids=["get", "patch", "rollback", "release"],
 )
 def test_unknown_route_is_404(
-    gateway: GatewayProcess, method: str, path: str, body: dict[str, Any] | None
+    gateway: AnyGateway, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """A route the routes file does not define is 404 route_not_found, naming the route."""
     error = assert_error_envelope(call(gateway, method, path, body), 404, code="route_not_found")
     assert "no-such-route" in error["message"]
 
 
-def test_audit_of_an_unknown_route_is_404(gateway: GatewayProcess) -> None:
+def test_audit_of_an_unknown_route_is_404(gateway: AnyGateway) -> None:
     """The audit log's route filter accepts only known routes."""
     response = call(gateway, "GET", "/admin/audit", params={"route": "no-such-route"})
     assert_error_envelope(response, 404, code="route_not_found")
 
 
 @pytest.mark.parametrize("weight", [-1, 100_001, 10**9])
-def test_weight_out_of_range_is_422(gateway: GatewayProcess, weight: int) -> None:
+def test_weight_out_of_range_is_422(gateway: AnyGateway, weight: int) -> None:
     """A weight outside 0..100000 is 422 naming ``weight``; the flag does not change."""
     before = flag_of(gateway)
     error = assert_error_envelope(
@@ -214,7 +207,7 @@ def test_weight_out_of_range_is_422(gateway: GatewayProcess, weight: int) -> Non
     assert flag_of(gateway) == before
 
 
-def test_release_weight_out_of_range_is_422(gateway: GatewayProcess) -> None:
+def test_release_weight_out_of_range_is_422(gateway: AnyGateway) -> None:
     """A release's resume weight outside 0..100000 is 422, and the flag stays rolled back."""
     ensure_active(gateway)
     assert call(gateway, "POST", f"/admin/flags/{ROUTE}/rollback", {"reason": "r"}).is_success
@@ -239,7 +232,7 @@ def test_release_weight_out_of_range_is_422(gateway: GatewayProcess) -> None:
     ids=["patch", "patch-blank", "patch-no-body", "rollback", "rollback-no-body", "release"],
 )
 def test_missing_reason_is_422(
-    gateway: GatewayProcess, method: str, path: str, body: dict[str, Any] | None
+    gateway: AnyGateway, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """Every change needs a reason: none (or no body at all) is 422 naming ``reason``."""
     ensure_active(gateway)
@@ -249,7 +242,7 @@ def test_missing_reason_is_422(
     assert flag_of(gateway) == before
 
 
-def test_patch_with_nothing_to_change_is_422(gateway: GatewayProcess) -> None:
+def test_patch_with_nothing_to_change_is_422(gateway: AnyGateway) -> None:
     """A reason alone changes nothing and does not bump the version."""
     before = flag_of(gateway)["version"]
     response = call(gateway, "PATCH", f"/admin/flags/{ROUTE}", {"reason": "just because"})
@@ -261,7 +254,7 @@ def test_patch_with_nothing_to_change_is_422(gateway: GatewayProcess) -> None:
 
 
 def test_if_match_with_the_current_version_succeeds_and_returns_the_new_etag(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     """If-Match "<version>" (also weak W/"<version>") is accepted when it is the stored
     version; the answer carries the new version as ETag."""
@@ -286,7 +279,7 @@ def test_if_match_with_the_current_version_succeeds_and_returns_the_new_etag(
     assert response.status_code == 200, response.text
 
 
-def test_stale_if_match_is_409_with_the_current_state(gateway: GatewayProcess) -> None:
+def test_stale_if_match_is_409_with_the_current_state(gateway: AnyGateway) -> None:
     """A PATCH whose If-Match is an old version is 409 carrying the flag as stored; the flag
     is not changed."""
     first = call(gateway, "PATCH", f"/admin/flags/{ROUTE}", {"weight": 30_000, "reason": "a"})
@@ -304,7 +297,7 @@ def test_stale_if_match_is_409_with_the_current_state(gateway: GatewayProcess) -
     assert flag_of(gateway) == first.json()
 
 
-def test_stale_version_in_the_body_is_409(gateway: GatewayProcess) -> None:
+def test_stale_version_in_the_body_is_409(gateway: AnyGateway) -> None:
     """``version`` in the body works like If-Match."""
     current = flag_of(gateway)
     response = call(
@@ -316,7 +309,7 @@ def test_stale_version_in_the_body_is_409(gateway: GatewayProcess) -> None:
     assert assert_conflict(response) == current
 
 
-def test_stale_if_match_on_rollback_is_409_and_does_not_roll_back(gateway: GatewayProcess) -> None:
+def test_stale_if_match_on_rollback_is_409_and_does_not_roll_back(gateway: AnyGateway) -> None:
     """Rollback honours If-Match too."""
     ensure_active(gateway)
     current = flag_of(gateway)
@@ -332,7 +325,7 @@ def test_stale_if_match_on_rollback_is_409_and_does_not_roll_back(gateway: Gatew
 
 
 @pytest.mark.parametrize("value", ["three", '"3.5"', "*", '""'])
-def test_malformed_if_match_is_400(gateway: GatewayProcess, value: str) -> None:
+def test_malformed_if_match_is_400(gateway: AnyGateway, value: str) -> None:
     """An If-Match that is not a version number is 400 naming If-Match."""
     response = call(
         gateway,
@@ -349,7 +342,7 @@ def test_malformed_if_match_is_400(gateway: GatewayProcess, value: str) -> None:
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=ENDPOINT_IDS)
 def test_no_key_is_401(
-    gateway: GatewayProcess, method: str, path: str, body: dict[str, Any] | None
+    gateway: AnyGateway, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """Every admin endpoint without a key is 401 invalid_api_key."""
     response = call(gateway, method, path, body, headers={})
@@ -358,7 +351,7 @@ def test_no_key_is_401(
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=ENDPOINT_IDS)
 def test_wrong_key_is_401(
-    gateway: GatewayProcess, method: str, path: str, body: dict[str, Any] | None
+    gateway: AnyGateway, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """An unknown key is 401, and the answer does not echo it."""
     response = call(gateway, method, path, body, headers={"authorization": "Bearer sk-wrong-123"})
@@ -368,14 +361,14 @@ def test_wrong_key_is_401(
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=ENDPOINT_IDS)
 def test_client_key_is_403(
-    gateway: GatewayProcess, method: str, path: str, body: dict[str, Any] | None
+    gateway: AnyGateway, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """A data-plane (client) key never reaches the control plane: 403 permission_denied."""
     response = call(gateway, method, path, body, headers={"authorization": f"Bearer {CLIENT_KEY}"})
     assert_error_envelope(response, 403, code="permission_denied")
 
 
-def test_keys_are_checked_before_the_body(gateway: GatewayProcess) -> None:
+def test_keys_are_checked_before_the_body(gateway: AnyGateway) -> None:
     """Without a valid admin key, a malformed body or parameter is still 401/403, so that
     callers without a key learn nothing about the API's validation."""
     path = f"/admin/flags/{ROUTE}"
@@ -387,9 +380,9 @@ def test_keys_are_checked_before_the_body(gateway: GatewayProcess) -> None:
     assert_error_envelope(response, 401)
 
 
-def test_admin_key_is_refused_on_the_data_plane(gateway: GatewayProcess) -> None:
+def test_admin_key_is_refused_on_the_data_plane(gateway: AnyGateway) -> None:
     """The admin key is not a client key: chat completions with it are refused."""
-    response = httpx.post(
+    response = gateway.http.post(
         gateway.base_url + "/chat/completions",
         json={"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]},
         headers=ADMIN,
@@ -402,7 +395,7 @@ def test_admin_key_is_refused_on_the_data_plane(gateway: GatewayProcess) -> None
 
 
 def test_rollback_twice_is_409_and_release_rearms_with_a_new_rollout_id(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     """Rollback latches (the data plane serves the fallback, ``rolled_back``); a second
     rollback is 409 already_rolled_back; release re-arms with a new rollout id."""
@@ -413,7 +406,7 @@ def test_rollback_twice_is_409_and_release_rearms_with_a_new_rollout_id(
     assert rolled.json()["status"] == "rolled_back"
     assert rolled.json()["version"] == before["version"] + 1
 
-    chat = httpx.post(
+    chat = gateway.http.post(
         gateway.base_url + "/chat/completions",
         json={"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]},
         headers=AUTH,
@@ -431,7 +424,7 @@ def test_rollback_twice_is_409_and_release_rearms_with_a_new_rollout_id(
     assert released.json()["version"] == before["version"] + 2
 
 
-def test_release_when_active_is_409(gateway: GatewayProcess) -> None:
+def test_release_when_active_is_409(gateway: AnyGateway) -> None:
     """Releasing a flag that is not rolled back is 409 not_rolled_back with the current
     (active) state."""
     ensure_active(gateway)
@@ -444,7 +437,7 @@ def test_release_when_active_is_409(gateway: GatewayProcess) -> None:
 
 
 def test_get_routes_lists_each_route_with_variants_flag_and_counters(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     """GET /admin/routes: a list of routes, each with candidate/fallback, variants (upstream,
     model, role, request and error counters), the flag as this replica serves it, and guard."""
@@ -476,7 +469,7 @@ def test_get_routes_lists_each_route_with_variants_flag_and_counters(
     assert routes[OTHER]["flag"]["weight"] == 0
 
 
-def test_get_flag_shape_and_etag(gateway: GatewayProcess) -> None:
+def test_get_flag_shape_and_etag(gateway: AnyGateway) -> None:
     """GET /admin/flags/{route}: the whole flag state, with its version as ETag."""
     response = call(gateway, "GET", f"/admin/flags/{OTHER}")
     assert response.status_code == 200
@@ -503,7 +496,7 @@ def test_get_flag_shape_and_etag(gateway: GatewayProcess) -> None:
     }
 
 
-def test_patch_targeting_lists_replace_and_show_in_get(gateway: GatewayProcess) -> None:
+def test_patch_targeting_lists_replace_and_show_in_get(gateway: AnyGateway) -> None:
     """Targeting lists given in a PATCH replace the stored lists; the subject is then served
     as targeted."""
     response = call(
@@ -521,7 +514,7 @@ def test_patch_targeting_lists_replace_and_show_in_get(gateway: GatewayProcess) 
         {"candidate_subjects": ["vip-3"], "reason": "beta users, round 2"},
     )
     assert response.json()["targeting"]["candidate_subjects"] == ["vip-3"]
-    chat = httpx.post(
+    chat = gateway.http.post(
         gateway.base_url + "/chat/completions",
         json={"model": OTHER, "messages": [{"role": "user", "content": TICKET}]},
         headers={**AUTH, "x-gateway-subject": "vip-3"},
@@ -532,7 +525,7 @@ def test_patch_targeting_lists_replace_and_show_in_get(gateway: GatewayProcess) 
 
 
 def test_audit_filters_by_route_newest_first_with_actor_and_reason(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     """GET /admin/audit?route=...: that route's changes only, newest first, each with who
     (key name and x-gateway-actor), why, the trigger, the action and before/after states."""
@@ -569,16 +562,16 @@ def test_audit_filters_by_route_newest_first_with_actor_and_reason(
 
 
 @pytest.mark.parametrize("limit", ["0", "1001", "many"])
-def test_audit_limit_out_of_range_is_400(gateway: GatewayProcess, limit: str) -> None:
+def test_audit_limit_out_of_range_is_400(gateway: AnyGateway, limit: str) -> None:
     """``limit`` must be an integer 1..1000."""
     response = call(gateway, "GET", "/admin/audit", params={"limit": limit})
     assert_error_envelope(response, 400, param="limit")
 
 
-def test_openapi_document_lists_the_admin_paths(gateway: GatewayProcess) -> None:
+def test_openapi_document_lists_the_admin_paths(gateway: AnyGateway) -> None:
     """/admin/openapi/openapi.json documents every admin path and method (and nothing of the
     data plane's operations endpoints)."""
-    response = httpx.get(gateway.url + "/admin/openapi/openapi.json")
+    response = gateway.http.get(gateway.url + "/admin/openapi/openapi.json")
     assert response.status_code == 200
     document = response.json()
     assert document["openapi"].startswith("3.")

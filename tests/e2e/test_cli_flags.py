@@ -1,9 +1,14 @@
-"""``gateway flags`` end to end: the CLI as a subprocess against a real gateway and simulator.
+"""``gateway flags`` end to end: the CLI against a gateway and a simulator.
 
-Each CLI run is ``python -m gateway flags ...`` with ``GATEWAY_URL`` and ``GATEWAY_ADMIN_KEY``
-in its environment; the tests check exit codes, ``--json`` output, the human tables, and that
-the next chat request's ``x-gateway-decision`` / ``x-gateway-variant`` follow each change. Every
-run also checks that no traceback and no admin key is ever printed.
+The gateway and the simulator run in-process (``tests.inprocess_sim``) and so does the CLI
+(``tests.cli_inprocess``: the typer app with its own environment, the admin client's calls
+bridged to the gateway). A few runs are real ``python -m gateway flags ...`` subprocesses over
+TCP (the racing proxy, a port nobody listens on). Each CLI run has
+``GATEWAY_URL`` and ``GATEWAY_ADMIN_KEY`` in its environment; the tests check exit codes,
+``--json`` output, the human tables, and that the next chat request's ``x-gateway-decision`` /
+``x-gateway-variant`` follow each change. Every run also checks that no traceback and no admin
+key is ever printed. The flag-store outage runs a gateway process with a dead Redis store (the
+CLI in-process, over TCP).
 
 One gateway serves the module; :func:`fresh_flag` puts its flag back to an active 0% with no
 targeting before each test that cares, so tests do not depend on their order.
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,18 +32,22 @@ import httpx
 import pytest
 
 from gateway.routing.bucketing import bucket_of
-from tests.e2e.support import chat
+from tests.cli_inprocess import run_cli
+from tests.e2e.support import AnyGateway, chat
+from tests.inprocess_sim import (
+    InProcessGatewayUnderTest,
+    LoopThread,
+    in_process_simulator,
+    start_in_process,
+)
 from tests.processes import (
     ADMIN_KEY,
     CLIENT_KEY,
-    GatewayProcess,
     SimulatorProcess,
     free_port,
     routes_yaml,
     start_gateway,
 )
-
-pytestmark = pytest.mark.e2e
 
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -62,12 +72,40 @@ class Run:
         return body
 
 
-def flags(*args: str, url: str, key: str | None = ADMIN_KEY) -> Run:
-    """Run ``python -m gateway flags *args`` against ``url`` with ``key`` as GATEWAY_ADMIN_KEY."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({"GATEWAY_URL": url, "COLUMNS": "240", "USER": "cli-tester"})
+IN_PROCESS: dict[str, InProcessGatewayUnderTest] = {}
+"""In-process gateways by URL: the in-process CLI reaches these through their bridge."""
+
+
+@contextmanager
+def cli_reaches(gw: InProcessGatewayUnderTest) -> Iterator[None]:
+    """While open, CLI runs against ``gw.url`` go in-process to ``gw``."""
+    IN_PROCESS[gw.url] = gw
+    try:
+        yield
+    finally:
+        del IN_PROCESS[gw.url]
+
+
+def flags(*args: str, url: str, key: str | None = ADMIN_KEY, process: bool = False) -> Run:
+    """Run ``gateway flags *args`` against ``url`` with ``key`` as GATEWAY_ADMIN_KEY: in this
+    process (bridged to ``url``'s gateway when it is in-process), or as a subprocess."""
+    cli_env = {"GATEWAY_URL": url, "COLUMNS": "240", "USER": "cli-tester"}
     if key is not None:
-        env["GATEWAY_ADMIN_KEY"] = key
+        cli_env["GATEWAY_ADMIN_KEY"] = key
+    if process:
+        run = flags_subprocess(*args, env=cli_env)
+    else:
+        done = run_cli("flags", *args, env=cli_env, gateways=IN_PROCESS)
+        run = Run(done.code, done.out, done.err)
+    assert "Traceback" not in run.err, run.err
+    assert ADMIN_KEY not in run.out + run.err
+    assert CLIENT_KEY not in run.out + run.err
+    return run
+
+
+def flags_subprocess(*args: str, env: dict[str, str]) -> Run:
+    """``python -m gateway flags *args`` with ``env`` (this process' GATEWAY_* left out)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, **env}
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "flags", *args],
         env=env,
@@ -76,22 +114,18 @@ def flags(*args: str, url: str, key: str | None = ADMIN_KEY) -> Run:
         timeout=30,
         check=False,
     )
-    run = Run(proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in run.err, run.err
-    assert ADMIN_KEY not in run.out + run.err
-    assert CLIENT_KEY not in run.out + run.err
-    return run
+    return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-def served_by(gateway: GatewayProcess, subject: str) -> tuple[str, str]:
+def served_by(gateway: AnyGateway, subject: str) -> tuple[str, str]:
     """(decision, variant) of the next chat request of ``subject``."""
     response = chat(gateway, headers={"x-gateway-subject": subject})
     assert response.status_code == 200, response.text
     return response.headers["x-gateway-decision"], response.headers["x-gateway-variant"]
 
 
-def admin_flag(gateway: GatewayProcess) -> dict[str, Any]:
-    response = httpx.get(f"{gateway.url}/admin/flags/{ROUTE}", headers=ADMIN, timeout=5)
+def admin_flag(gateway: AnyGateway) -> dict[str, Any]:
+    response = gateway.http.get(f"{gateway.url}/admin/flags/{ROUTE}", headers=ADMIN, timeout=10)
     response.raise_for_status()
     flag: dict[str, Any] = response.json()
     return flag
@@ -108,21 +142,23 @@ def subject_in_bucket(salt: str, low: int, high: int) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnyGateway]:
     """One gateway for the module, its flag starting at weight 0."""
-    routes = routes_yaml(simulator.url, weight=0)
-    with start_gateway(tmp_path_factory.mktemp("cli-flags"), routes) as gw:
-        yield gw
+    with in_process_simulator(loop_thread) as simulator:
+        routes = routes_yaml(simulator.url, weight=0)
+        tmp = tmp_path_factory.mktemp("cli-flags")
+        with start_in_process(loop_thread, tmp, routes, simulator) as gw, cli_reaches(gw):
+            yield gw
 
 
 @pytest.fixture
-def fresh_flag(gateway: GatewayProcess) -> dict[str, Any]:
+def fresh_flag(gateway: AnyGateway) -> dict[str, Any]:
     """The flag reset through the admin API to active, enabled, 0%, no targeting."""
     flag = admin_flag(gateway)
     url = f"{gateway.url}/admin/flags/{ROUTE}"
     if flag["status"] == "rolled_back":
-        response = httpx.post(url + "/release", headers=ADMIN, json={"reason": "test reset"})
+        response = gateway.http.post(url + "/release", headers=ADMIN, json={"reason": "test reset"})
         response.raise_for_status()
     body: dict[str, Any] = {
         "reason": "test reset",
@@ -133,7 +169,7 @@ def fresh_flag(gateway: GatewayProcess) -> dict[str, Any]:
         "candidate_keys": [],
         "fallback_keys": [],
     }
-    httpx.patch(url, headers=ADMIN, json=body).raise_for_status()
+    gateway.http.patch(url, headers=ADMIN, json=body).raise_for_status()
     return admin_flag(gateway)
 
 
@@ -141,7 +177,7 @@ def fresh_flag(gateway: GatewayProcess) -> dict[str, Any]:
 
 
 def test_list_shows_every_route_for_people_and_scripts(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """``list``: a table with status, weight as percent, rollout id, version, variant counts;
     ``--json`` is the API's list of routes."""
@@ -162,7 +198,7 @@ def test_list_shows_every_route_for_people_and_scripts(
 
 
 def test_show_prints_the_flag_with_its_targeting_lists(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """``show ROUTE``: every field of the flag; ``--json`` is exactly what the API returns."""
     run = flags("show", ROUTE, "--json", url=gateway.url)
@@ -180,7 +216,7 @@ def test_show_prints_the_flag_with_its_targeting_lists(
 
 
 def test_set_ramps_the_weight_and_the_next_request_follows(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """0% -> 10% -> 100%: a subject in the first tenth of buckets joins at 10%, another at
     100%; each ``set`` bumps the version by one and records who and why."""
@@ -215,7 +251,7 @@ def test_set_ramps_the_weight_and_the_next_request_follows(
 
 
 def test_targeting_a_subject_forces_the_candidate_at_zero_percent(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """``--target-subject`` wins over weight 0; ``--clear-targeting`` empties every list."""
     run = flags(
@@ -249,7 +285,7 @@ def test_targeting_a_subject_forces_the_candidate_at_zero_percent(
 
 
 def test_rollback_then_release_with_a_new_rollout_id(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """Rollback latches every request on the fallback (a second rollback is a conflict);
     release re-arms it at the given weight under a new rollout id."""
@@ -283,7 +319,7 @@ def test_rollback_then_release_with_a_new_rollout_id(
 
 
 def test_set_on_a_rolled_back_flag_exits_4_and_says_to_release_first(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """The latch is absolute: ``set --weight`` or ``--enabled`` on a rolled-back flag writes
     nothing, exits 4, and the hint is the release command for this route; a fallback list may
@@ -310,7 +346,7 @@ def test_set_on_a_rolled_back_flag_exits_4_and_says_to_release_first(
 
 
 def test_list_shows_the_version_each_replica_serves(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """``list`` has a replicas column (this single gateway: ``1 at vN``); ``--json`` carries
     each replica's id, version, source and lagging flag."""
@@ -331,7 +367,7 @@ def test_list_shows_the_version_each_replica_serves(
 
 
 def test_history_lists_every_change_newest_first_with_reasons(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """``history``: who, trigger, action, the change as percentages and the reason, newest
     first; ``--json`` gives the raw audit entries (with ``evidence``)."""
@@ -376,12 +412,12 @@ def test_history_lists_every_change_newest_first_with_reasons(
 
 
 def test_the_api_refuses_a_stale_version_with_the_current_state(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any]
+    gateway: AnyGateway, fresh_flag: dict[str, Any]
 ) -> None:
     """PATCH with an old ``If-Match`` gets 409 and the flag as it is now; nothing changes."""
     stale = fresh_flag["version"]
     assert flags("set", ROUTE, "--weight", "1%", "--reason", "first", url=gateway.url).code == 0
-    response = httpx.patch(
+    response = gateway.http.patch(
         f"{gateway.url}/admin/flags/{ROUTE}",
         headers={**ADMIN, "if-match": f'"{stale}"'},
         json={"weight": 100_000, "reason": "second, from a stale read"},
@@ -398,22 +434,23 @@ class _RacingProxy(BaseHTTPRequestHandler):
     so the CLI's write that follows carries a version that is already stale."""
 
     target = ""
+    http: httpx.Client
 
     def _forward(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
-        response = httpx.request(
-            self.command, self.target + self.path, headers=headers, content=body, timeout=5
+        response = self.http.request(
+            self.command, self.target + self.path, headers=headers, content=body, timeout=10
         )
         if self.command == "GET" and self.path.startswith("/admin/flags/"):
             version, weight = response.json()["version"], response.json()["weight"]
             # A real change each time (a write that changes nothing bumps no version).
-            httpx.patch(
+            self.http.patch(
                 f"{self.target}/admin/flags/{ROUTE}",
                 headers={**ADMIN, "if-match": f'"{version}"', "x-gateway-actor": "racer"},
                 json={"weight": 5_000 if weight != 5_000 else 5_001, "reason": "the other admin"},
-                timeout=5,
+                timeout=10,
             ).raise_for_status()
         self.send_response(response.status_code)
         for name in ("content-type", "etag"):
@@ -430,9 +467,9 @@ class _RacingProxy(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def racing_proxy(gateway: GatewayProcess) -> Iterator[str]:
+def racing_proxy(gateway: AnyGateway) -> Iterator[str]:
     """URL of a proxy in front of ``gateway`` that races every flag read with a write."""
-    handler = type("Handler", (_RacingProxy,), {"target": gateway.url})
+    handler = type("Handler", (_RacingProxy,), {"target": gateway.url, "http": gateway.http})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -443,12 +480,17 @@ def racing_proxy(gateway: GatewayProcess) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.e2e
 def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
-    gateway: GatewayProcess, fresh_flag: dict[str, Any], racing_proxy: str
+    gateway: AnyGateway, fresh_flag: dict[str, Any], racing_proxy: str
 ) -> None:
     """Someone writes between the CLI's read and its write: the CLI writes nothing, says so,
     shows the current state and exits 4; the other admin's change stands."""
-    run = flags("set", ROUTE, "--weight", "100%", "--reason", "mine", "--json", url=racing_proxy)
+    run = flags(
+        *("set", ROUTE, "--weight", "100%", "--reason", "mine", "--json"),
+        url=racing_proxy,
+        process=True,
+    )
     assert run.code == 4, run.out + run.err
     assert run.out == ""
     error = run.error()
@@ -458,7 +500,9 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
     assert error["current"]["reason"] == "the other admin"
     assert admin_flag(gateway)["weight"] == 5_000
 
-    human = flags("set", ROUTE, "--weight", "100%", "--reason", "mine", url=racing_proxy)
+    human = flags(
+        "set", ROUTE, "--weight", "100%", "--reason", "mine", url=racing_proxy, process=True
+    )
     assert human.code == 4
     assert "someone" in human.err
     assert "current state" in human.err
@@ -470,7 +514,7 @@ def test_cli_set_losing_a_race_exits_4_and_keeps_the_other_change(
 
 
 @pytest.mark.parametrize("key", ["sk-wrong", CLIENT_KEY, None])
-def test_a_missing_wrong_or_client_key_exits_5(gateway: GatewayProcess, key: str | None) -> None:
+def test_a_missing_wrong_or_client_key_exits_5(gateway: AnyGateway, key: str | None) -> None:
     """401 and 403 exit 5 and say to set GATEWAY_ADMIN_KEY."""
     run = flags("list", url=gateway.url, key=key)
     assert run.code == 5, run.out + run.err
@@ -483,22 +527,25 @@ def test_a_missing_wrong_or_client_key_exits_5(gateway: GatewayProcess, key: str
     assert as_json.error()["error"]["status"] in (401, 403)
 
 
+@pytest.mark.e2e
 def test_an_unreachable_gateway_exits_3_and_names_the_url() -> None:
     """Nothing listening: exit 3 with where it looked and how to point elsewhere."""
     url = f"http://127.0.0.1:{free_port()}"
-    run = flags("list", url=url)
+    run = flags("list", url=url, process=True)
     assert run.code == 3
     assert url in run.err
     assert "GATEWAY_URL" in run.err
     assert "is the gateway running" in run.err
 
 
+@pytest.mark.e2e
 def test_a_flag_store_outage_exits_3_with_the_store_message(
     simulator: SimulatorProcess, tmp_path: Path
 ) -> None:
     """503 from the admin API (Redis down): exit 3, the gateway's store message and a hint;
     ``list`` still answers from the gateway's memory."""
     env = {"GATEWAY_FLAG_STORE": f"redis://127.0.0.1:{free_port()}/0"}
+    # Over TCP: the in-process harness chooses its own flag store.
     with start_gateway(tmp_path, routes_yaml(simulator.url, weight=0), env=env) as gw:
         run = flags("set", ROUTE, "--weight", "1%", "--reason", "x", "--json", url=gw.url)
         assert run.code == 3, run.out + run.err
@@ -521,7 +568,7 @@ def test_a_flag_store_outage_exits_3_with_the_store_message(
     ],
 )
 def test_an_unknown_route_exits_1_and_says_what_to_do(
-    gateway: GatewayProcess, args: tuple[str, ...]
+    gateway: AnyGateway, args: tuple[str, ...]
 ) -> None:
     """404: the gateway's message and a pointer to ``list``."""
     run = flags(*args, url=gateway.url)
@@ -542,7 +589,7 @@ def test_an_unknown_route_exits_1_and_says_what_to_do(
     ],
 )
 def test_bad_usage_exits_2_with_a_message(
-    gateway: GatewayProcess, args: tuple[str, ...], message: str
+    gateway: AnyGateway, args: tuple[str, ...], message: str
 ) -> None:
     """typer's usage errors, including weights out of range and blank reasons, change nothing."""
     before = admin_flag(gateway)

@@ -1,4 +1,9 @@
-"""``gateway eval`` end to end: the CLI as a subprocess against a real gateway and simulator.
+"""``gateway eval`` end to end: the CLI against a gateway and a simulator.
+
+The gateway and the simulator run in-process (``tests.inprocess_sim``) and so does the CLI
+(``tests.cli_inprocess``; its ``openai.AsyncOpenAI`` is bridged to the gateway). The run stopped
+by SIGTERM is a real ``python -m gateway eval`` subprocess against gateway and simulator
+processes over TCP.
 
 The held-out files are support tickets whose gold label is ``gateway.simulator.classify(text)``,
 so each variant's accuracy is the simulator's ``accuracy`` setting for its model. Every run
@@ -15,13 +20,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.simulator import classify
+from gateway.simulator import classify, load_simulator_config
+from tests.cli_inprocess import run_cli
+from tests.e2e.support import AnyGateway
+from tests.inprocess_sim import (
+    InProcessGatewayUnderTest,
+    InProcessSimulator,
+    LoopThread,
+    in_process_simulator,
+    start_in_process,
+)
 from tests.processes import (
     CANDIDATE_MODEL,
     CLIENT_KEY,
@@ -32,10 +47,11 @@ from tests.processes import (
     free_port,
     routes_yaml,
     start_gateway,
-    start_simulator,
 )
 
-pytestmark = pytest.mark.e2e
+AnySimulator = SimulatorProcess | InProcessSimulator
+IN_PROCESS: dict[str, InProcessGatewayUnderTest] = {}
+"""In-process gateways by URL: ``gateway eval`` runs in-process against these."""
 
 ROUTE = "support-triage"
 TICKETS = (
@@ -85,11 +101,15 @@ def write_heldout(path: Path, n: int) -> list[str]:
 
 
 def eval_env(gateway_url: str, config: Path, key: str | None = EVAL_KEY) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({"GATEWAY_URL": gateway_url, "GATEWAY_CONFIG": str(config), "COLUMNS": "220"})
+    """The CLI's own variables (a subprocess also gets this process' non-GATEWAY_ ones)."""
+    env = {"GATEWAY_URL": gateway_url, "GATEWAY_CONFIG": str(config), "COLUMNS": "220"}
     if key is not None:
         env["GATEWAY_EVAL_KEY"] = key
     return env
+
+
+def subprocess_env(env: dict[str, str]) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, **env}
 
 
 def eval_cmd(data: Path, out: Path, *args: str) -> list[str]:
@@ -102,18 +122,13 @@ def eval_cmd(data: Path, out: Path, *args: str) -> list[str]:
 def run_eval(
     data: Path, out: Path, *args: str, url: str, config: Path, key: str | None = EVAL_KEY
 ) -> Run:
-    """Run ``python -m gateway eval`` to completion."""
-    proc = subprocess.run(
-        eval_cmd(data, out, *args),
-        env=eval_env(url, config, key),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    """Run ``gateway eval`` in this process to completion (against an in-process gateway when
+    ``url`` is one, else over the network)."""
+    done = run_cli(
+        *eval_cmd(data, out, *args)[3:], env=eval_env(url, config, key), gateways=IN_PROCESS
     )
-    run = Run(proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in run.err, run.err
-    return run
+    assert "Traceback" not in done.err, done.err
+    return Run(done.code, done.out, done.err)
 
 
 def report(out: Path) -> dict[str, Any]:
@@ -121,25 +136,57 @@ def report(out: Path) -> dict[str, Any]:
     return data
 
 
-def requests_by_model(sim: SimulatorProcess) -> dict[str, int]:
+def requests_by_model(sim: AnySimulator) -> dict[str, int]:
     return {name: s["requests"] for name, s in sim.stats()["models"].items()}
 
 
-def config_of(gateway: GatewayProcess) -> Path:
-    return gateway.log_path.parent / "gateway.yaml"
+def config_of(gateway: AnyGateway) -> Path:
+    return gateway.config_path
 
 
-@pytest.fixture(scope="module")
+@contextmanager
+def cli_reaches(gw: InProcessGatewayUnderTest) -> Iterator[None]:
+    """While open, ``gateway eval`` runs against ``gw.url`` go in-process to ``gw``."""
+    IN_PROCESS[gw.url] = gw
+    try:
+        yield
+    finally:
+        del IN_PROCESS[gw.url]
+
+
+@pytest.fixture
+def sim(in_sim: InProcessSimulator) -> InProcessSimulator:
+    """This test's own simulator, in-process."""
+    return in_sim
+
+
+@pytest.fixture
 def gateway(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    """One gateway on the session's simulator (tests reset the simulator through ``sim``)."""
-    tmp = tmp_path_factory.mktemp("eval-gateway")
-    with start_gateway(tmp, routes_yaml(simulator.url)) as gw:
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> Iterator[InProcessGatewayUnderTest]:
+    """A gateway in-process on this test's simulator."""
+    with (
+        start_in_process(loop_thread, tmp_path / "gateway", routes_yaml(sim.url), sim) as gw,
+        cli_reaches(gw),
+    ):
         yield gw
 
 
-def test_both_variants_measured_with_intervals_reports_and_gates(tmp_path: Path) -> None:
+@pytest.fixture
+def tcp(
+    simulator: SimulatorProcess, tmp_path: Path
+) -> Iterator[tuple[SimulatorProcess, GatewayProcess]]:
+    """The session's simulator process (reset before and after) and a gateway process."""
+    simulator.reset()
+    (tmp_path / "gateway").mkdir()
+    with start_gateway(tmp_path / "gateway", routes_yaml(simulator.url)) as gw:
+        yield simulator, gw
+    simulator.reset()
+
+
+def test_both_variants_measured_with_intervals_reports_and_gates(
+    loop_thread: LoopThread, tmp_path: Path
+) -> None:
     """Candidate at 0.95 and fallback at 0.80: both evaluated on every example, each configured
     accuracy inside its 95% interval, both reports written; gates re-checked from the saved
     state without paying again (min-accuracy 0.99 fails with exit 1, max-regression passes).
@@ -153,10 +200,13 @@ def test_both_variants_measured_with_intervals_reports_and_gates(tmp_path: Path)
     data = tmp_path / "heldout.jsonl"
     write_heldout(data, n)
     out = tmp_path / "reports"
-    with start_simulator(sim_config) as seeded:
+    with in_process_simulator(loop_thread, load_simulator_config(sim_config)) as seeded:
         seeded.set_behaviour(CANDIDATE_MODEL, accuracy=0.95)
         seeded.set_behaviour(FALLBACK_MODEL, accuracy=0.80)
-        with start_gateway(tmp_path, routes_yaml(seeded.url)) as gw:
+        with (
+            start_in_process(loop_thread, tmp_path, routes_yaml(seeded.url), seeded) as gw,
+            cli_reaches(gw),
+        ):
             config = config_of(gw)
             run = run_eval(data, out, "--concurrency", "1", url=gw.url, config=config)
             assert run.code == 0, run.err
@@ -221,19 +271,23 @@ def _state_lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.e2e
 def test_interrupted_run_resumes_without_paying_twice(
-    sim: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    tcp: tuple[SimulatorProcess, GatewayProcess], tmp_path: Path
 ) -> None:
     """A --limit run, then a run stopped by SIGTERM mid-way (it finishes what is in flight and
-    exits 130), then a run to the end: the simulator served each (example, variant) once."""
+    exits 130), then a run to the end: the simulator served each (example, variant) once.
+
+    Over TCP: the stopped run is a subprocess (a signal to this process could kill pytest)."""
+    sim, gateway = tcp
     n = 80
     data = tmp_path / "heldout.jsonl"
     write_heldout(data, n)
     out = tmp_path / "reports"
     state = out / f"heldout.{ROUTE}.eval-state.jsonl"
     config = config_of(gateway)
-    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=30)
-    sim.set_behaviour(FALLBACK_MODEL, latency_ms=30)
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=0)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=0)
 
     first = run_eval(data, out, "--limit", "20", url=gateway.url, config=config)
     assert first.code == 0, first.err
@@ -241,9 +295,13 @@ def test_interrupted_run_resumes_without_paying_twice(
     assert requests_by_model(sim) == {CANDIDATE_MODEL: 20, FALLBACK_MODEL: 20}
     assert _state_lines(state) == 40
 
+    # Slow answers while the run to stop is in flight: after the 60th result there are still
+    # 100 to go (at least 25 x 300 ms), so the SIGTERM surely lands mid-run on a loaded machine.
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=300)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=300)
     proc = subprocess.Popen(
         eval_cmd(data, out, "--concurrency", "4"),
-        env=eval_env(gateway.url, config),
+        env=subprocess_env(eval_env(gateway.url, config)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,6 +319,8 @@ def test_interrupted_run_resumes_without_paying_twice(
     served = requests_by_model(sim)
     assert sum(served.values()) == stopped_at  # everything paid for was recorded
 
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=0)
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=0)
     last = run_eval(data, out, url=gateway.url, config=config)
     assert last.code == 0, last.err
     assert f"{stopped_at} of {2 * n} results done" in last.err
@@ -273,7 +333,7 @@ def test_interrupted_run_resumes_without_paying_twice(
 
 
 def test_upstream_errors_are_counted_then_retried_on_request(
-    sim: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    sim: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     """Fallback failing 30% of calls: every example still has one result per variant, the
     errors are counted by kind; --retry-errors later sends exactly the failed pairs again."""
@@ -313,7 +373,7 @@ def test_upstream_errors_are_counted_then_retried_on_request(
 
 
 def test_exit_codes_for_keys_reachability_and_usage(
-    sim: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    sim: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     """5 for a key that may not force variants, a wrong key or none; 3 when nothing listens;
     2 for an unknown route or an invalid held-out file. No pair is recorded by a refused run."""

@@ -1,18 +1,17 @@
 """Failure paths end to end: every failure is a clean OpenAI error, and the gateway lives on.
 
-Real processes over TCP: the simulator injects the upstream's faults, the gateway is started
-with the routes file each case needs. Each failure test checks the status, the error envelope
-(no stack trace, no key) and that the next ordinary request is answered.
+The gateway and the simulator run in-process (``tests.inprocess_sim``: both ASGI apps in one
+event loop, streamed like a server would, read timeouts enforced); the simulator injects the
+upstream's faults, the gateway is started with the routes file each case needs. One test is over
+real TCP (gateway in-process, its own transport): a refused connection and the upstream coming
+back on its port. Each failure test checks the status, the error envelope (no stack trace, no
+key) and that the next ordinary request is answered.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,33 @@ import httpx
 import openai
 import pytest
 
-from gateway.simulator import ANNOUNCE_PREFIX
 from tests.e2e.support import (
     AUTH,
     TICKET,
+    AnyGateway,
     assert_error_envelope,
     assert_serves_normally,
     chat,
     metric_value,
     wait_for,
 )
+from tests.inprocess_sim import (
+    REAL_TRANSPORT,
+    AsgiStreamTransport,
+    InProcessGatewayUnderTest,
+    InProcessSimulator,
+    LoopThread,
+    RefusingTransport,
+    serve_on_port,
+    start_in_process,
+)
 from tests.processes import (
     CANDIDATE_MODEL,
     CLIENT_KEY,
     FALLBACK_MODEL,
-    ROOT,
-    GatewayProcess,
-    SimulatorProcess,
     free_port,
     routes_yaml,
-    start_gateway,
 )
-
-pytestmark = pytest.mark.e2e
 
 ROUTE = "support-triage"
 MAX_BODY_BYTES = 2048
@@ -53,39 +56,43 @@ STREAM_BODY: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def sim(in_sim: InProcessSimulator) -> InProcessSimulator:
+    """This test's own simulator, in-process."""
+    return in_sim
+
+
+@pytest.fixture
 def direct(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> Iterator[InProcessGatewayUnderTest]:
     """Weight 0: every request goes straight to the fallback, so nothing can fail over.
 
     Request bodies are limited to 2 KiB (every other test here sends far less).
     """
-    routes = routes_yaml(simulator.url, weight=0, timeout_s=0.5)
+    routes = routes_yaml(sim.url, weight=0, timeout_s=0.5)
     env = {"GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
-    with start_gateway(tmp_path_factory.mktemp("direct"), routes, env=env) as gw:
+    with start_in_process(loop_thread, tmp_path / "direct", routes, sim, env=env) as gw:
         yield gw
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def failover(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> Iterator[InProcessGatewayUnderTest]:
     """Weight 100000: every request goes to the candidate; failover on every reason."""
-    routes = routes_yaml(simulator.url, weight=100_000, timeout_s=0.5)
-    with start_gateway(tmp_path_factory.mktemp("failover"), routes) as gw:
+    routes = routes_yaml(sim.url, weight=100_000, timeout_s=0.5)
+    with start_in_process(loop_thread, tmp_path / "failover", routes, sim) as gw:
         yield gw
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def no_5xx_failover(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> Iterator[InProcessGatewayUnderTest]:
     """Weight 100000, failing over only on connect and timeout (not on 5xx or 429)."""
-    routes = routes_yaml(
-        simulator.url, weight=100_000, timeout_s=0.5, failover_on="[connect, timeout]"
-    )
-    with start_gateway(tmp_path_factory.mktemp("no-5xx-failover"), routes) as gw:
+    routes = routes_yaml(sim.url, weight=100_000, timeout_s=0.5, failover_on="[connect, timeout]")
+    with start_in_process(loop_thread, tmp_path / "no-5xx-failover", routes, sim) as gw:
         yield gw
 
 
@@ -106,11 +113,11 @@ def error_events(body: str) -> list[dict[str, Any]]:
     return out
 
 
-def failovers(gw: GatewayProcess, reason: str) -> float:
+def failovers(gw: AnyGateway, reason: str) -> float:
     return metric_value(gw.metrics(), "gateway_failovers_total", route=ROUTE, reason=reason)
 
 
-def completed_event(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
+def completed_event(gw: AnyGateway, request_id: str) -> dict[str, Any]:
     """The one ``request.completed`` log event of ``request_id`` (waits for it to be written)."""
     events = wait_for(
         lambda: [e for e in gw.log_events("request.completed") if e["request_id"] == request_id],
@@ -120,50 +127,32 @@ def completed_event(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
     return events[0]
 
 
-@contextmanager
-def simulator_on_port(port: int) -> Iterator[str]:
-    """Run a second simulator on a chosen port (the gateway's dead upstream coming back)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulate", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(ANNOUNCE_PREFIX):
-                yield line[len(ANNOUNCE_PREFIX) :].strip()
-                return
-        raise RuntimeError(f"simulator on port {port} did not start: {proc.poll()}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 # --- the upstream cannot be reached or is too slow -------------------------------------------
 
 
+@pytest.mark.e2e
 def test_refused_upstream_is_502_connect_error_and_recovers_when_it_comes_back(
-    tmp_path: Path,
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
+    """Over real TCP: the gateway (in-process, its upstream's own transport) meets a refused
+    connection, then the simulator comes back on that port (uvicorn in this process)."""
     port = free_port()
     routes = routes_yaml(f"http://127.0.0.1:{port}", weight=0)
-    with start_gateway(tmp_path, routes) as gw:
+    upstreams = {"simulator": REAL_TRANSPORT}
+    with start_in_process(loop_thread, tmp_path, routes, None, upstreams=upstreams) as gw:
         for _ in range(2):  # a second failure is as clean as the first; nothing is wedged
             assert_error_envelope(
                 chat(gw), 502, code="upstream_connect_error", error_type="upstream_error"
             )
-        assert httpx.get(gw.url + "/healthz").status_code == 200
-        with simulator_on_port(port):
+        assert gw.http.get("/healthz").status_code == 200
+        with serve_on_port(loop_thread, sim.app, port):
             assert_serves_normally(gw)
 
 
 def test_connect_failure_of_the_candidate_fails_over_to_the_fallback(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/v1"
+    dead = "http://dead.test/v1"  # answered by a transport that refuses every connection
     routes = routes_yaml(
         sim.url,
         weight=100_000,
@@ -174,7 +163,9 @@ def test_connect_failure_of_the_candidate_fails_over_to_the_fallback(
     routes = routes.replace(
         candidate_upstream, f'upstream: dead\n        model: "{CANDIDATE_MODEL}"'
     )
-    with start_gateway(tmp_path, routes) as gw:
+    with start_in_process(
+        loop_thread, tmp_path, routes, sim, upstreams={"dead": RefusingTransport()}
+    ) as gw:
         response = chat(gw)
         assert response.status_code == 200, response.text
         assert response.headers["x-gateway-decision"] == "failover"
@@ -182,7 +173,9 @@ def test_connect_failure_of_the_candidate_fails_over_to_the_fallback(
         assert failovers(gw, "connect") == 1
 
 
-def test_upstream_slower_than_timeout_is_504(direct: GatewayProcess, sim: SimulatorProcess) -> None:
+def test_upstream_slower_than_timeout_is_504(
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
+) -> None:
     sim.set_behaviour(FALLBACK_MODEL, latency_ms=1500)
     assert_error_envelope(chat(direct), 504, code="upstream_timeout")
     sim.reset()
@@ -197,8 +190,8 @@ def test_upstream_slower_than_timeout_is_504(direct: GatewayProcess, sim: Simula
     [(500, 502, "upstream_status_500"), (503, 503, "upstream_status_503")],
 )
 def test_upstream_5xx_is_mapped_to_502_or_kept_as_503(
-    direct: GatewayProcess,
-    sim: SimulatorProcess,
+    direct: InProcessGatewayUnderTest,
+    sim: InProcessSimulator,
     upstream_status: int,
     status: int,
     code: str,
@@ -210,13 +203,13 @@ def test_upstream_5xx_is_mapped_to_502_or_kept_as_503(
 
 
 def test_upstream_429_is_relayed_with_retry_after(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, error_rate=1, error_status=429)
     response = chat(direct)
     assert_error_envelope(response, 429, code="rate_limit_exceeded")
     assert response.headers["retry-after"] == "1"
-    client = openai.OpenAI(base_url=direct.base_url, api_key=CLIENT_KEY, max_retries=0)
+    client = direct.openai()
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model=ROUTE, messages=[{"role": "user", "content": TICKET}])
     sim.reset()
@@ -224,7 +217,7 @@ def test_upstream_429_is_relayed_with_retry_after(
 
 
 def test_garbage_json_from_upstream_is_502_invalid_response(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, garbage_rate=1)
     assert_error_envelope(chat(direct), 502, code="upstream_invalid_response")
@@ -247,11 +240,14 @@ def test_garbage_json_from_upstream_is_502_invalid_response(
     ids=["500", "503", "429", "timeout", "garbage"],
 )
 def test_failing_candidate_is_answered_by_the_fallback_in_the_same_request(
-    failover: GatewayProcess, sim: SimulatorProcess, behaviour: dict[str, Any], reason: str
+    failover: InProcessGatewayUnderTest,
+    sim: InProcessSimulator,
+    behaviour: dict[str, Any],
+    reason: str,
 ) -> None:
     sim.set_behaviour(CANDIDATE_MODEL, **behaviour)
     before = failovers(failover, reason)
-    client = openai.OpenAI(base_url=failover.base_url, api_key=CLIENT_KEY, max_retries=0)
+    client = failover.openai()
     raw = client.chat.completions.with_raw_response.create(
         model=ROUTE,
         messages=[{"role": "user", "content": TICKET}],
@@ -273,10 +269,10 @@ def test_failing_candidate_is_answered_by_the_fallback_in_the_same_request(
 
 
 def test_streaming_request_fails_over_before_the_first_byte(
-    failover: GatewayProcess, sim: SimulatorProcess
+    failover: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(CANDIDATE_MODEL, error_rate=1, error_status=500)
-    client = openai.OpenAI(base_url=failover.base_url, api_key=CLIENT_KEY, max_retries=0)
+    client = failover.openai()
     with client.chat.completions.with_streaming_response.create(
         model=ROUTE, messages=[{"role": "user", "content": TICKET}], stream=True
     ) as response:
@@ -290,7 +286,10 @@ def test_streaming_request_fails_over_before_the_first_byte(
     ("upstream_status", "status"), [(500, 502), (429, 429)], ids=["500", "429"]
 )
 def test_no_failover_when_the_reason_is_not_in_failover_on(
-    no_5xx_failover: GatewayProcess, sim: SimulatorProcess, upstream_status: int, status: int
+    no_5xx_failover: InProcessGatewayUnderTest,
+    sim: InProcessSimulator,
+    upstream_status: int,
+    status: int,
 ) -> None:
     sim.set_behaviour(CANDIDATE_MODEL, error_rate=1, error_status=upstream_status)
     response = chat(no_5xx_failover)
@@ -319,7 +318,7 @@ def test_no_failover_when_the_reason_is_not_in_failover_on(
 
 
 def test_streaming_request_failing_before_the_first_byte_gets_a_json_error_not_sse(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, error_rate=1, error_status=500)
     assert_error_envelope(chat(direct, STREAM_BODY), 502, code="upstream_status_500")
@@ -328,7 +327,7 @@ def test_streaming_request_failing_before_the_first_byte_gets_a_json_error_not_s
 
 
 def test_stream_cut_by_the_upstream_ends_in_an_error_event_not_a_silent_truncation(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, cut_stream_after=1)
     response = chat(direct, STREAM_BODY)
@@ -341,7 +340,7 @@ def test_stream_cut_by_the_upstream_ends_in_an_error_event_not_a_silent_truncati
     assert errors[0]["code"] in ("stream_interrupted", "upstream_connect_error")
     assert json.loads(events[-1]) == {"error": errors[0]}  # the error is the last word
 
-    client = openai.OpenAI(base_url=direct.base_url, api_key=CLIENT_KEY, max_retries=0)
+    client = direct.openai()
     stream = client.chat.completions.create(
         model=ROUTE, messages=[{"role": "user", "content": TICKET}], stream=True
     )
@@ -353,7 +352,7 @@ def test_stream_cut_by_the_upstream_ends_in_an_error_event_not_a_silent_truncati
 
 
 def test_garbage_event_mid_stream_ends_in_an_error_event(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, garbage_rate=1)
     response = chat(direct, STREAM_BODY)
@@ -367,7 +366,7 @@ def test_garbage_event_mid_stream_ends_in_an_error_event(
 
 
 def test_upstream_stalling_mid_stream_past_the_timeout_ends_in_an_error_event(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, chunk_delay_ms=1500)  # timeout_s is 0.5
     response = chat(direct, STREAM_BODY)
@@ -379,12 +378,12 @@ def test_upstream_stalling_mid_stream_past_the_timeout_ends_in_an_error_event(
 
 
 def test_client_disconnect_mid_stream_closes_the_upstream_stream_and_logs_499(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
     sim.set_behaviour(FALLBACK_MODEL, chunk_delay_ms=300, stream_chunks=20)
     request_id = "disconnect-mid-stream"
     with (
-        httpx.Client(timeout=10) as http,
+        direct.client(timeout=10) as http,
         http.stream(
             "POST",
             direct.base_url + "/chat/completions",
@@ -411,24 +410,29 @@ def test_client_disconnect_mid_stream_closes_the_upstream_stream_and_logs_499(
 
 
 def test_client_gone_before_the_upstream_answered_closes_the_upstream_stream_and_logs_499(
-    direct: GatewayProcess, sim: SimulatorProcess
+    direct: InProcessGatewayUnderTest, sim: InProcessSimulator
 ) -> None:
-    sim.set_behaviour(FALLBACK_MODEL, latency_ms=300, chunk_delay_ms=100, stream_chunks=20)
+    # 2 s before the upstream's first byte: ample time to hang up first, even on a loaded
+    # machine (the stream then starts and meets the disconnect, which the simulator counts).
+    sim.set_behaviour(FALLBACK_MODEL, latency_ms=2000, chunk_delay_ms=100, stream_chunks=20)
     request_id = "gone-before-headers"
-    body = json.dumps(STREAM_BODY).encode()
-    head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
-        f"authorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\n"
-        f"x-request-id: {request_id}\r\ncontent-length: {len(body)}\r\n\r\n"
+    app = direct.ipg.app
+    request = httpx.Request(
+        "POST",
+        direct.base_url + "/chat/completions",
+        json=STREAM_BODY,
+        headers={**AUTH, "x-request-id": request_id},
+        extensions={"timeout": {"read": 10.0}},
     )
-    host, port = direct.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as conn:
-        conn.sendall(head.encode() + body)
-        # Hang up while the upstream is still in its 300 ms latency, before any response byte.
-        wait_for(
-            lambda: sim.stats()["models"].get(FALLBACK_MODEL, {}).get("requests") == 1,
-            "the request to reach the upstream",
-        )
+    # The client's connection in-process: cancelling the call hangs up (http.disconnect).
+    call = direct.loop.submit(AsgiStreamTransport(app).handle_async_request(request))
+    # Hang up while the upstream is still in its latency, before any response byte.
+    wait_for(
+        lambda: sim.stats()["models"].get(FALLBACK_MODEL, {}).get("requests") == 1,
+        "the request to reach the upstream",
+    )
+    assert not call.done()
+    call.cancel()
     wait_for(
         lambda: sim.stats()["models"][FALLBACK_MODEL]["streams_disconnected"] == 1,
         "the gateway to close the upstream stream",
@@ -444,7 +448,7 @@ def test_client_gone_before_the_upstream_answered_closes_the_upstream_stream_and
 # --- the client's request is wrong ------------------------------------------------------------
 
 
-def test_malformed_json_is_400_invalid_request_error(direct: GatewayProcess) -> None:
+def test_malformed_json_is_400_invalid_request_error(direct: InProcessGatewayUnderTest) -> None:
     response = chat(direct, content=b'{"model": "support-triage", "messages": [')
     assert_error_envelope(response, 400, error_type="invalid_request_error")
     assert_serves_normally(direct)
@@ -455,7 +459,7 @@ def test_malformed_json_is_400_invalid_request_error(direct: GatewayProcess) -> 
     [("model", 3), ("messages", "x"), ("stream", "yes")],
 )
 def test_wrong_field_type_is_400_naming_the_field(
-    direct: GatewayProcess, field: str, value: object
+    direct: InProcessGatewayUnderTest, field: str, value: object
 ) -> None:
     body = {"model": ROUTE, "messages": [{"role": "user", "content": TICKET}], field: value}
     response = chat(direct, body)
@@ -463,19 +467,21 @@ def test_wrong_field_type_is_400_naming_the_field(
     assert_serves_normally(direct)
 
 
-def test_empty_messages_is_400(direct: GatewayProcess) -> None:
+def test_empty_messages_is_400(direct: InProcessGatewayUnderTest) -> None:
     response = chat(direct, {"model": ROUTE, "messages": []})
     assert_error_envelope(response, 400, error_type="invalid_request_error", param="messages")
     assert_serves_normally(direct)
 
 
-def test_body_over_the_limit_is_413_payload_too_large(direct: GatewayProcess) -> None:
+def test_body_over_the_limit_is_413_payload_too_large(direct: InProcessGatewayUnderTest) -> None:
     big = {"model": ROUTE, "messages": [{"role": "user", "content": "x" * 10_240}]}
     assert_error_envelope(chat(direct, big), 413, code="payload_too_large")
     assert_serves_normally(direct)
 
 
-def test_missing_or_wrong_key_is_401_and_no_key_reaches_the_log(direct: GatewayProcess) -> None:
+def test_missing_or_wrong_key_is_401_and_no_key_reaches_the_log(
+    direct: InProcessGatewayUnderTest,
+) -> None:
     wrong_key = "sk-wrong-3b1f7e0c9a"
     assert_error_envelope(chat(direct, authorization=None), 401, code="invalid_api_key")
     response = chat(direct, authorization=f"Bearer {wrong_key}")

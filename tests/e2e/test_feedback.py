@@ -1,9 +1,9 @@
 """``POST /v1/feedback`` end to end: a verdict on an earlier answer, by its ``x-request-id``.
 
-One gateway for the module: the candidate answers everything (weight 100%) and the guard
-watches in ``observe`` mode, so negative feedback shows up in ``GET /admin/routes`` as one more
-candidate failure without ever rolling back. Tests read counters before and after, so they do
-not depend on their order.
+One gateway for the module, in-process against an in-process simulator: the candidate answers
+everything (weight 100%) and the guard watches in ``observe`` mode, so negative feedback shows up
+in ``GET /admin/routes`` as one more candidate failure without ever rolling back. Tests read
+counters before and after, so they do not depend on their order.
 """
 
 from __future__ import annotations
@@ -14,16 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import AUTH, assert_error_envelope, chat, metric_value
-from tests.processes import (
-    ADMIN_KEY,
-    GatewayProcess,
-    SimulatorProcess,
-    routes_yaml,
-    start_gateway,
-)
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.support import AUTH, AnyGateway, assert_error_envelope, chat, metric_value
+from tests.inprocess_sim import LoopThread, in_process_simulator, start_in_process
+from tests.processes import ADMIN_KEY, routes_yaml
 
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -31,18 +24,20 @@ ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 @pytest.fixture(scope="module")
 def gateway(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    routes = routes_yaml(
-        simulator.url,
-        weight=100_000,
-        route_extra="guard: {mode: observe, min_samples: 1000}",
-    )
-    with start_gateway(tmp_path_factory.mktemp("feedback"), routes) as gw:
-        yield gw
+    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnyGateway]:
+    with in_process_simulator(loop_thread) as simulator:
+        routes = routes_yaml(
+            simulator.url,
+            weight=100_000,
+            route_extra="guard: {mode: observe, min_samples: 1000}",
+        )
+        tmp = tmp_path_factory.mktemp("feedback")
+        with start_in_process(loop_thread, tmp, routes, simulator) as gw:
+            yield gw
 
 
-def answered(gw: GatewayProcess) -> str:
+def answered(gw: AnyGateway) -> str:
     """Send one chat request answered by the candidate; return its request id."""
     response = chat(gw)
     assert response.status_code == 200, response.text
@@ -51,7 +46,7 @@ def answered(gw: GatewayProcess) -> str:
 
 
 def post_feedback(
-    gw: GatewayProcess,
+    gw: AnyGateway,
     body: dict[str, Any] | None = None,
     *,
     content: bytes | None = None,
@@ -60,7 +55,7 @@ def post_feedback(
     headers = {} if authorization is None else {"authorization": authorization}
     if content is not None:
         headers["content-type"] = "application/json"
-    return httpx.post(
+    return gw.http.post(
         gw.base_url + "/feedback",
         json=body if content is None else None,
         content=content,
@@ -69,23 +64,23 @@ def post_feedback(
     )
 
 
-def candidate_counts(gw: GatewayProcess) -> tuple[int, int]:
+def candidate_counts(gw: AnyGateway) -> tuple[int, int]:
     """(outcomes, failures) of the candidate in the guard's current rollout."""
-    response = httpx.get(gw.url + "/admin/routes", headers=ADMIN, timeout=10)
+    response = gw.http.get(gw.url + "/admin/routes", headers=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
     route = next(r for r in response.json() if r["name"] == ROUTE)
     cand = route["guard"]["verdict"]["candidate"]
     return cand["n"], cand["failures"]
 
 
-def feedback_total(gw: GatewayProcess, result: str) -> float:
+def feedback_total(gw: AnyGateway, result: str) -> float:
     return metric_value(
         gw.metrics(), "gateway_feedback_total", route=ROUTE, variant="finetuned", result=result
     )
 
 
 def test_negative_feedback_counts_one_more_candidate_failure_for_the_guard(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     request_id = answered(gateway)
     n_before, failures_before = candidate_counts(gateway)
@@ -106,7 +101,7 @@ def test_negative_feedback_counts_one_more_candidate_failure_for_the_guard(
 
 
 def test_positive_feedback_is_counted_but_changes_no_guard_outcome(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     request_id = answered(gateway)
     before = candidate_counts(gateway)
@@ -122,7 +117,7 @@ def test_positive_feedback_is_counted_but_changes_no_guard_outcome(
 
 @pytest.mark.parametrize(("score", "negative"), [(0.2, True), (0.5, False), (0.9, False)])
 def test_a_score_below_one_half_is_negative_feedback(
-    gateway: GatewayProcess, score: float, negative: bool
+    gateway: AnyGateway, score: float, negative: bool
 ) -> None:
     request_id = answered(gateway)
     n_before, failures_before = candidate_counts(gateway)
@@ -135,13 +130,13 @@ def test_a_score_below_one_half_is_negative_feedback(
 
 
 def test_feedback_for_an_unknown_request_id_is_404_request_not_found(
-    gateway: GatewayProcess,
+    gateway: AnyGateway,
 ) -> None:
     response = post_feedback(gateway, {"request_id": "req_never_seen", "correct": False})
     assert_error_envelope(response, 404, code="request_not_found", param="request_id")
 
 
-def test_feedback_twice_for_one_request_is_409_and_counts_once(gateway: GatewayProcess) -> None:
+def test_feedback_twice_for_one_request_is_409_and_counts_once(gateway: AnyGateway) -> None:
     request_id = answered(gateway)
     first = post_feedback(gateway, {"request_id": request_id, "correct": False})
     assert first.status_code == 200, first.text
@@ -165,7 +160,7 @@ def test_feedback_twice_for_one_request_is_409_and_counts_once(gateway: GatewayP
     ids=["score-above-1", "score-below-0", "score-and-correct", "neither", "correct-not-bool"],
 )
 def test_invalid_feedback_is_400_naming_the_field(
-    gateway: GatewayProcess, verdict: dict[str, Any], param: str
+    gateway: AnyGateway, verdict: dict[str, Any], param: str
 ) -> None:
     request_id = answered(gateway)
     response = post_feedback(gateway, {"request_id": request_id, **verdict})
@@ -175,17 +170,17 @@ def test_invalid_feedback_is_400_naming_the_field(
     assert accepted.status_code == 200, accepted.text
 
 
-def test_feedback_without_a_request_id_is_400(gateway: GatewayProcess) -> None:
+def test_feedback_without_a_request_id_is_400(gateway: AnyGateway) -> None:
     response = post_feedback(gateway, {"correct": False})
     assert_error_envelope(response, 400, error_type="invalid_request_error", param="request_id")
 
 
-def test_malformed_feedback_json_is_400(gateway: GatewayProcess) -> None:
+def test_malformed_feedback_json_is_400(gateway: AnyGateway) -> None:
     response = post_feedback(gateway, content=b'{"request_id": "x", "correct": fal')
     assert_error_envelope(response, 400, error_type="invalid_request_error")
 
 
-def test_feedback_without_a_client_key_is_401(gateway: GatewayProcess) -> None:
+def test_feedback_without_a_client_key_is_401(gateway: AnyGateway) -> None:
     request_id = answered(gateway)
     response = post_feedback(
         gateway, {"request_id": request_id, "correct": False}, authorization=None

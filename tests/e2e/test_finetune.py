@@ -1,7 +1,9 @@
-"""``gateway finetune create|watch`` end to end: real simulator, real gateway, CLI subprocesses.
+"""``gateway finetune create|watch`` end to end: the CLI against a simulator and a gateway.
 
-The session's simulator runs fine-tuning jobs in about a second (``PUT /_simulator/finetune``);
-one gateway serves the module with the support-triage route at weight 0. The CLI talks to the
+The simulator, the gateway and the CLI run in-process (``tests.inprocess_sim``,
+``tests.cli_inprocess``: the CLI's SDK and admin client are bridged to them). The module's
+simulator runs fine-tuning jobs in about a second (``PUT /_simulator/finetune``); one gateway
+serves the module with the support-triage route at weight 0. The CLI talks to the
 simulator with the official SDK (``OPENAI_BASE_URL``) and to the gateway's admin API
 (``GATEWAY_URL``, ``GATEWAY_ADMIN_KEY``); its watch state lives in the test's temporary folder.
 Data is validated against ``config/gateway.yaml``, whose candidate prompt the sample data uses.
@@ -10,28 +12,22 @@ Data is validated against ``config/gateway.yaml``, whose candidate prompt the sa
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.processes import (
-    ADMIN_KEY,
-    EVAL_KEY,
-    ROOT,
-    GatewayProcess,
-    SimulatorProcess,
-    routes_yaml,
-    start_gateway,
+from tests.cli_inprocess import run_cli
+from tests.inprocess_sim import (
+    InProcessGatewayUnderTest,
+    InProcessSimulator,
+    LoopThread,
+    in_process_simulator,
+    start_in_process,
 )
-
-pytestmark = pytest.mark.e2e
+from tests.processes import ADMIN_KEY, EVAL_KEY, ROOT, routes_yaml
 
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -48,50 +44,46 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def fast_jobs(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
-    """The session simulator with one-second fine-tuning jobs (restored afterwards)."""
-    before = httpx.get(simulator.url + "/_simulator/finetune").json()
-    httpx.put(simulator.url + "/_simulator/finetune", json={"seconds": 1}).raise_for_status()
-    yield simulator
-    httpx.put(simulator.url + "/_simulator/finetune", json=before).raise_for_status()
+def fast_jobs(loop_thread: LoopThread) -> Iterator[InProcessSimulator]:
+    """The module's simulator, in-process, with one-second fine-tuning jobs."""
+    with in_process_simulator(loop_thread) as simulator:
+        simulator.http.put("/_simulator/finetune", json={"seconds": 1}).raise_for_status()
+        yield simulator
 
 
 @pytest.fixture(scope="module")
 def gateway(
-    fast_jobs: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    fast_jobs: InProcessSimulator,
+    loop_thread: LoopThread,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[InProcessGatewayUnderTest]:
     tmp = tmp_path_factory.mktemp("finetune-gateway")
-    with start_gateway(tmp, routes_yaml(fast_jobs.url, weight=0)) as gw:
+    with start_in_process(loop_thread, tmp, routes_yaml(fast_jobs.url, weight=0), fast_jobs) as gw:
         yield gw
 
 
 def cli(
-    *args: str, sim: SimulatorProcess, gateway: GatewayProcess, state: Path, timeout: float = 60
+    *args: str, sim: InProcessSimulator, gateway: InProcessGatewayUnderTest, state: Path
 ) -> Run:
-    """Run ``python -m gateway finetune *args`` with the simulator, gateway and state folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OPENAI_"))}
-    env.update(
-        {
-            "OPENAI_BASE_URL": sim.base_url,
-            "OPENAI_API_KEY": "sk-simulator",
-            "GATEWAY_URL": gateway.url,
-            "GATEWAY_ADMIN_KEY": ADMIN_KEY,
-            "GATEWAY_STATE_DIR": str(state),
-            "COLUMNS": "200",
-        }
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "finetune", *args],
+    """Run ``gateway finetune *args`` in-process with the simulator, gateway and state folder."""
+    env = {
+        "OPENAI_BASE_URL": sim.base_url,
+        "OPENAI_API_KEY": "sk-simulator",
+        "GATEWAY_URL": gateway.url,
+        "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAY_STATE_DIR": str(state),
+        "COLUMNS": "200",
+    }
+    done = run_cli(
+        "finetune",
+        *args,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=ROOT,
+        gateways={gateway.url: gateway},
+        simulators={sim.base_url: sim},
     )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert ADMIN_KEY not in proc.stdout + proc.stderr
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in done.err, done.err
+    assert ADMIN_KEY not in done.out + done.err
+    return Run(done.code, done.out, done.err)
 
 
 def create(training: Path, *extra: str, **kw: Any) -> Run:
@@ -101,8 +93,9 @@ def create(training: Path, *extra: str, **kw: Any) -> Run:
     )  # fmt: skip
 
 
-def flag(gateway: GatewayProcess) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(f"{gateway.url}/admin/flags/{ROUTE}", headers=ADMIN).json()
+def flag(gateway: InProcessGatewayUnderTest) -> dict[str, Any]:
+    response = gateway.http.get(f"{gateway.url}/admin/flags/{ROUTE}", headers=ADMIN)
+    result: dict[str, Any] = response.json()
     return result
 
 
@@ -120,7 +113,7 @@ def with_extra_line(tmp_path: Path, ticket: str) -> Path:
 
 
 def test_create_then_watch_register_makes_the_model_the_routes_candidate(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    fast_jobs: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
     created = create(TRAIN, "--validation-file", str(HELDOUT), "--json", **env)
@@ -143,13 +136,13 @@ def test_create_then_watch_register_makes_the_model_the_routes_candidate(
 
     state = flag(gateway)
     assert (state["candidate_model"], state["weight"]) == (model, 0)
-    audit = httpx.get(
+    audit = gateway.http.get(
         f"{gateway.url}/admin/audit", params={"route": ROUTE, "limit": 1}, headers=ADMIN
     ).json()["data"][0]
     assert audit["reason"] == f"fine-tuning job {job_id} succeeded"
     assert audit["evidence"]["source"] == f"fine_tuning_job:{job_id}"
 
-    forced = httpx.post(
+    forced = gateway.http.post(
         gateway.base_url + "/chat/completions",
         json={
             "model": ROUTE,
@@ -171,7 +164,7 @@ def test_create_then_watch_register_makes_the_model_the_routes_candidate(
 
 
 def test_watch_json_prints_each_event_once_then_the_result(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    fast_jobs: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
     job_id = create(TRAIN, **env).out.strip()
@@ -194,7 +187,11 @@ def test_watch_json_prints_each_event_once_then_the_result(
     [("marker", "#fail-finetune"), ("suffix", "diverged")],
 )
 def test_a_failing_job_exits_1_with_its_error_message(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path, how: str, message: str
+    fast_jobs: InProcessSimulator,
+    gateway: InProcessGatewayUnderTest,
+    tmp_path: Path,
+    how: str,
+    message: str,
 ) -> None:
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
     before = flag(gateway)
@@ -212,23 +209,31 @@ def test_a_failing_job_exits_1_with_its_error_message(
 
 
 def test_a_cancelled_job_exits_1(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    fast_jobs: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
-    import openai
-
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
-    job_id = create(TRAIN, **env).out.strip()
-    openai.OpenAI(base_url=fast_jobs.base_url, api_key="sk-x").fine_tuning.jobs.cancel(job_id)
+    # An hour-long job, so the cancel surely comes first (a one-second job could finish while
+    # a loaded machine starts the CLI, and then the watch would see it succeed).
+    fast = fast_jobs.http.get("/_simulator/finetune").json()
+    fast_jobs.http.put("/_simulator/finetune", json={"seconds": 3600}).raise_for_status()
+    try:
+        job_id = create(TRAIN, **env).out.strip()
+    finally:
+        fast_jobs.http.put("/_simulator/finetune", json=fast).raise_for_status()
+    sdk = fast_jobs.openai(api_key="sk-x")
+    assert sdk.fine_tuning.jobs.cancel(job_id).status == "cancelled"
     watched = cli("watch", job_id, "--interval", "0.2", **env)
     assert watched.code == 1
     assert "cancelled" in watched.err
 
 
 def test_create_refuses_an_invalid_training_file(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    fast_jobs: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
-    jobs_before = httpx.get(fast_jobs.base_url + "/fine_tuning/jobs?limit=100").json()["data"]
+    jobs_before = fast_jobs.http.get(fast_jobs.base_url + "/fine_tuning/jobs?limit=100").json()[
+        "data"
+    ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(TRAIN.read_text() + '{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
     refused = create(bad, **env)
@@ -244,12 +249,14 @@ def test_create_refuses_an_invalid_training_file(
     assert body["error"]["exit_code"] == 1
     codes = [(p["line"], p["code"]) for p in body["validation"][0]["problems"]]
     assert codes == [(301, "no_assistant_message"), (302, "invalid_json")]
-    jobs_after = httpx.get(fast_jobs.base_url + "/fine_tuning/jobs?limit=100").json()["data"]
+    jobs_after = fast_jobs.http.get(fast_jobs.base_url + "/fine_tuning/jobs?limit=100").json()[
+        "data"
+    ]
     assert len(jobs_after) == len(jobs_before)
 
 
 def test_watch_register_fails_fast_when_the_gateway_refuses_the_key(
-    fast_jobs: SimulatorProcess, gateway: GatewayProcess, tmp_path: Path
+    fast_jobs: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     env: dict[str, Any] = {"sim": fast_jobs, "gateway": gateway, "state": tmp_path / "state"}
     job_id = create(TRAIN, **env).out.strip()

@@ -6,14 +6,15 @@ traffic with distinct subjects until the guard acts. Then it checks what everybo
 flag (``GET /admin/flags``), the next requests' ``x-gateway-decision``, the audit with the
 guard's evidence, ``gateway_rollbacks_total``, the CLI's ``release``, a second replica on Redis,
 the webhook, and the latency SLO.
+
+The gateway, the simulator and the CLI run in-process (``tests.inprocess_sim``,
+``tests.cli_inprocess``; the webhook is still a real HTTP server on 127.0.0.1, port 0). The two
+replicas on Redis stay processes over TCP.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,18 +23,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import AUTH, TICKET, metric_value, wait_for
+from tests.cli_inprocess import CliRun, run_cli
+from tests.e2e.support import AUTH, TICKET, AnyGateway, metric_value, wait_for
+from tests.inprocess_sim import (
+    InProcessGatewayUnderTest,
+    InProcessSimulator,
+    LoopThread,
+    start_in_process,
+)
 from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
     SHARED_REDIS,
-    GatewayProcess,
     SimulatorProcess,
     routes_yaml,
     start_gateway,
 )
-
-pytestmark = pytest.mark.e2e
 
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -43,7 +48,7 @@ ENFORCE = "guard: {min_samples: 20}"
 TRIP_TIMEOUT_S = 30.0
 
 
-def ask(client: httpx.Client, gw: GatewayProcess, subject: str) -> httpx.Response:
+def ask(client: httpx.Client, gw: AnyGateway, subject: str) -> httpx.Response:
     """One ordinary (non-streaming) chat request for ``subject``; must be answered 200."""
     response = client.post(
         gw.base_url + "/chat/completions",
@@ -54,25 +59,25 @@ def ask(client: httpx.Client, gw: GatewayProcess, subject: str) -> httpx.Respons
     return response
 
 
-def admin_get(gw: GatewayProcess, path: str, **params: Any) -> Any:
-    response = httpx.get(gw.url + path, headers=ADMIN, params=params, timeout=10)
+def admin_get(gw: AnyGateway, path: str, **params: Any) -> Any:
+    response = gw.http.get(gw.url + path, headers=ADMIN, params=params, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def flag_of(gw: GatewayProcess) -> dict[str, Any]:
+def flag_of(gw: AnyGateway) -> dict[str, Any]:
     flag: dict[str, Any] = admin_get(gw, f"/admin/flags/{ROUTE}")
     return flag
 
 
-def guard_state(gw: GatewayProcess) -> dict[str, Any]:
+def guard_state(gw: AnyGateway) -> dict[str, Any]:
     """The route's ``guard`` object in ``GET /admin/routes``."""
     routes = admin_get(gw, "/admin/routes")
     state: dict[str, Any] = next(r for r in routes if r["name"] == ROUTE)["guard"]
     return state
 
 
-def drive_until_rolled_back(client: httpx.Client, gw: GatewayProcess, prefix: str) -> None:
+def drive_until_rolled_back(client: httpx.Client, gw: AnyGateway, prefix: str) -> None:
     """Send batches of requests (a new subject each) until the stored flag is rolled back."""
     sent = 0
 
@@ -86,35 +91,29 @@ def drive_until_rolled_back(client: httpx.Client, gw: GatewayProcess, prefix: st
     wait_for(batch_then_rolled_back, "the guard to roll the flag back", TRIP_TIMEOUT_S)
 
 
-def decisions(client: httpx.Client, gw: GatewayProcess, prefix: str, n: int) -> list[str]:
+def decisions(client: httpx.Client, gw: AnyGateway, prefix: str, n: int) -> list[str]:
     """The ``x-gateway-decision`` of ``n`` requests with new subjects."""
     return [ask(client, gw, f"{prefix}-{i}").headers["x-gateway-decision"] for i in range(n)]
 
 
-def run_flags_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({"GATEWAY_URL": url, "GATEWAY_ADMIN_KEY": ADMIN_KEY})
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "flags", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+def run_flags_cli(*args: str, gw: InProcessGatewayUnderTest) -> CliRun:
+    """``gateway flags *args`` in this process, its admin client bridged to ``gw``."""
+    env = {"GATEWAY_URL": gw.url, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+    return run_cli("flags", *args, env=env, gateways={gw.url: gw})
 
 
 def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_it(
-    sim: SimulatorProcess, tmp_path: Path
+    in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """60% invalid labels at 50% weight: the guard rolls back (once, audited with evidence);
     the fallback serves; the CLI's release re-arms with a new rollout id and clean counters;
     a healthy candidate is then left alone."""
+    sim = in_sim
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.6)
     routes = routes_yaml(sim.url, weight=50_000, route_extra=ENFORCE)
     with (
-        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
-        httpx.Client(timeout=10) as client,
+        start_in_process(loop_thread, tmp_path, routes, sim, env=GUARD_ENV) as gw,
+        gw.client(timeout=10) as client,
     ):
         first_rollout = flag_of(gw)["rollout_id"]
         drive_until_rolled_back(client, gw, "bad")
@@ -155,11 +154,9 @@ def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_i
 
         # Fixed candidate; a person re-arms the flag with the CLI.
         sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.0)
-        run = run_flags_cli(
-            "release", ROUTE, "--reason", "candidate retrained", "--json", url=gw.url
-        )
-        assert run.returncode == 0, run.stderr
-        released = json.loads(run.stdout)
+        run = run_flags_cli("release", ROUTE, "--reason", "candidate retrained", "--json", gw=gw)
+        assert run.code == 0, run.err
+        released = json.loads(run.out)
         assert released["status"] == "active"
         new_rollout = released["rollout_id"]
         assert new_rollout != first_rollout
@@ -187,11 +184,13 @@ def test_guard_rolls_back_a_candidate_breaking_the_contract_and_release_rearms_i
         )
 
 
+@pytest.mark.e2e
 def test_a_guard_rollback_tripped_by_one_replica_is_served_by_the_other(
     sim: SimulatorProcess, tmp_path: Path, redis_namespace: str
 ) -> None:
-    """Two replicas on one Redis namespace; only A sees the bad traffic and trips; B serves
-    the rollback to its next requests."""
+    """Two replicas on one Redis namespace; only A sees the bad traffic, one guard trips (the
+    guards decide on route-wide counts shared through the store, so either may be first), and
+    the rollback is served by both, B included, to their next requests; it is counted once."""
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.6)
     env = {
         **GUARD_ENV,
@@ -218,11 +217,14 @@ def test_a_guard_rollback_tripped_by_one_replica_is_served_by_the_other(
                 "rolled_back"
             )
 
-        wait_for(b_serves_rollback, "replica B to serve the rollback", 10)
+        wait_for(b_serves_rollback, "replica B to serve the rollback")
         assert set(decisions(client, b, "b-after", 10)) == {"rolled_back"}
+        assert set(decisions(client, a, "a-after", 10)) == {"rolled_back"}
         assert flag_of(b)["status"] == "rolled_back"
-        assert metric_value(a.metrics(), "gateway_rollbacks_total", trigger="guard") == 1
-        assert metric_value(b.metrics(), "gateway_rollbacks_total", trigger="guard") == 0
+        trips = [
+            metric_value(gw.metrics(), "gateway_rollbacks_total", trigger="guard") for gw in (a, b)
+        ]
+        assert sorted(trips) == [0, 1], trips  # one guard rolled back, once
 
 
 class _Webhook:
@@ -257,20 +259,21 @@ class _Webhook:
 
 
 def test_guard_rollback_posts_one_json_notice_to_the_webhook(
-    sim: SimulatorProcess, tmp_path: Path
+    in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """GATEWAY_GUARD_WEBHOOK_URL gets one POST with route, rollout id and evidence."""
+    sim = in_sim
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
     routes = routes_yaml(sim.url, weight=100_000, route_extra=ENFORCE)
     with _Webhook() as hook:
         env = {**GUARD_ENV, "GATEWAY_GUARD_WEBHOOK_URL": hook.url}
         with (
-            start_gateway(tmp_path, routes, env=env) as gw,
-            httpx.Client(timeout=10) as client,
+            start_in_process(loop_thread, tmp_path, routes, sim, env=env) as gw,
+            gw.client(timeout=10) as client,
         ):
             rollout = flag_of(gw)["rollout_id"]
             drive_until_rolled_back(client, gw, "hook")
-            wait_for(lambda: hook.bodies, "the webhook POST", 10)
+            wait_for(lambda: hook.bodies, "the webhook POST")
             decisions(client, gw, "hook-after", 10)  # more traffic: still one notice
             flag_version = flag_of(gw)["version"]
         assert len(hook.bodies) == 1, hook.bodies
@@ -288,10 +291,11 @@ def test_guard_rollback_posts_one_json_notice_to_the_webhook(
 
 
 def test_answers_slower_than_the_latency_slo_count_as_guard_failures(
-    sim: SimulatorProcess, tmp_path: Path
+    in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """``latency_slo_s: 0.05`` and a 150 ms candidate: every candidate outcome fails; in
     observe mode the guard records the trip but the flag stays active."""
+    sim = in_sim
     sim.set_behaviour(CANDIDATE_MODEL, latency_ms=150)
     routes = routes_yaml(
         sim.url,
@@ -299,15 +303,14 @@ def test_answers_slower_than_the_latency_slo_count_as_guard_failures(
         route_extra="guard: {mode: observe, min_samples: 20, latency_slo_s: 0.05}",
     )
     with (
-        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
-        httpx.Client(timeout=10) as client,
+        start_in_process(loop_thread, tmp_path, routes, sim, env=GUARD_ENV) as gw,
+        gw.client(timeout=10) as client,
     ):
         seen = decisions(client, gw, "slow", 25)
         assert set(seen) == {"rollout"}
         state = wait_for(
             lambda: (s := guard_state(gw))["status"] == "tripped" and s,
             "the guard to record its verdict",
-            10,
         )
         assert state["mode"] == "observe"
         cand = state["verdict"]["candidate"]

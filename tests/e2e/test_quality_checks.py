@@ -3,7 +3,7 @@
 A streamed answer is checked after it has been relayed, so the client gets the upstream's
 content unchanged while ``gateway_quality_checks_total`` and the log event record the failure.
 A non-streamed answer that breaks the contract is replaced by the fallback's when the route says
-``on_violation: fallback``.
+``on_violation: fallback``. The gateway and the simulator run in-process (``tests.inprocess_sim``).
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ import pytest
 
 from gateway.simulator.classifier import INVALID_LABELS
 from tests.e2e.support import TICKET, chat, metric_value, wait_for
-from tests.processes import (
-    CANDIDATE_MODEL,
-    FALLBACK_MODEL,
-    SimulatorProcess,
-    routes_yaml,
-    start_gateway,
-)
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess_sim import InProcessSimulator, LoopThread, start_in_process
+from tests.processes import CANDIDATE_MODEL, FALLBACK_MODEL, routes_yaml
 
 ROUTE = "support-triage"
 LABELS = {"billing", "technical", "account"}
+
+
+@pytest.fixture
+def sim(in_sim: InProcessSimulator) -> InProcessSimulator:
+    """This test's own simulator, in-process."""
+    return in_sim
 
 
 def stream_content(response: httpx.Response) -> tuple[str, list[str]]:
@@ -49,7 +48,7 @@ def stream_content(response: httpx.Response) -> tuple[str, list[str]]:
 
 
 def test_streamed_answers_failing_the_contract_reach_the_client_unchanged_and_are_counted(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """Candidate at 100% answering invalid labels, no guard: every stream carries the
     simulator's own (invalid) answer and ends in [DONE]; the label check's failures are counted
@@ -57,7 +56,7 @@ def test_streamed_answers_failing_the_contract_reach_the_client_unchanged_and_ar
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0, stream_chunks=3)
     routes = routes_yaml(sim.url, weight=100_000)
     n = 8
-    with start_gateway(tmp_path, routes) as gw:
+    with start_in_process(loop_thread, tmp_path, routes, sim) as gw:
         for i in range(n):
             body = {
                 "model": ROUTE,
@@ -115,14 +114,14 @@ def test_streamed_answers_failing_the_contract_reach_the_client_unchanged_and_ar
 
 
 def test_violation_fallback_answers_from_the_fallback_when_the_candidate_breaks_the_contract(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """``on_violation: fallback``: an invalid candidate label never reaches the client; the
     fallback's valid label does, with ``x-gateway-decision: violation``."""
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
     routes = routes_yaml(sim.url, weight=100_000, route_extra="on_violation: fallback")
     n = 5
-    with start_gateway(tmp_path, routes) as gw:
+    with start_in_process(loop_thread, tmp_path, routes, sim) as gw:
         for i in range(n):
             response = chat(gw, headers={"x-request-id": f"violation-{i}"})
             assert response.status_code == 200, response.text

@@ -3,29 +3,26 @@ requests in the background, where its answers are checked, compared and counted.
 
 Each test starts its own gateway (a paused shadow or a rollback must not leak into the next
 test) with ``shadow: {share: 1.0, max_concurrency: 4}`` at 100% weight, and reads what the
-candidate was asked from the simulator's own counters.
+candidate was asked from the simulator's own counters. The gateway and the simulator run
+in-process (``tests.inprocess_sim``).
 """
 
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.support import AUTH, TICKET, metric_value, wait_for
+from tests.e2e.support import AUTH, TICKET, AnyGateway, metric_value, wait_for
+from tests.inprocess_sim import HeldTransport, InProcessSimulator, LoopThread, start_in_process
 from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
     FALLBACK_MODEL,
-    GatewayProcess,
-    SimulatorProcess,
     routes_yaml,
-    start_gateway,
 )
-
-pytestmark = pytest.mark.e2e
 
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -33,7 +30,13 @@ SHADOW = "shadow: {share: 1.0, max_concurrency: 4}"
 GUARD_ENV = {"GATEWAY_GUARD_TICK_S": "0.05"}
 
 
-def ask(client: httpx.Client, gw: GatewayProcess, subject: str) -> httpx.Response:
+@pytest.fixture
+def sim(in_sim: InProcessSimulator) -> InProcessSimulator:
+    """This test's own simulator, in-process."""
+    return in_sim
+
+
+def ask(client: httpx.Client, gw: AnyGateway, subject: str) -> httpx.Response:
     """One client request; it must be answered by the fallback, as shadow mode promises."""
     response = client.post(
         gw.base_url + "/chat/completions",
@@ -48,13 +51,13 @@ def ask(client: httpx.Client, gw: GatewayProcess, subject: str) -> httpx.Respons
     return response
 
 
-def candidate_requests(sim: SimulatorProcess) -> int:
+def candidate_requests(sim: InProcessSimulator) -> int:
     """Requests the simulator received for the candidate model (the shadow calls)."""
     stats = sim.stats()["models"].get(CANDIDATE_MODEL, {})
     return int(stats.get("requests", 0))
 
 
-def shadow_counts(gw: GatewayProcess) -> dict[str, float]:
+def shadow_counts(gw: AnyGateway) -> dict[str, float]:
     text = gw.metrics()
     return {
         result: metric_value(text, "gateway_shadow_comparisons_total", route=ROUTE, result=result)
@@ -63,14 +66,17 @@ def shadow_counts(gw: GatewayProcess) -> dict[str, float]:
 
 
 def test_shadow_serves_the_fallback_and_compares_the_candidate_in_the_background(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """Every client answer is the fallback's (decision ``shadow``); the candidate is asked
     too, and its answers are counted as agreeing or not with the fallback's."""
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.5)
     routes = routes_yaml(sim.url, weight=100_000, route_extra=SHADOW)
     n = 30
-    with start_gateway(tmp_path, routes) as gw, httpx.Client(timeout=10) as client:
+    with (
+        start_in_process(loop_thread, tmp_path, routes, sim) as gw,
+        gw.client(timeout=10) as client,
+    ):
         for i in range(n):
             assert ask(client, gw, f"shadow-{i}").headers["x-gateway-decision"] == "shadow"
         streams = 3
@@ -89,7 +95,7 @@ def test_shadow_serves_the_fallback_and_compares_the_candidate_in_the_background
             assert response.text.rstrip().endswith("data: [DONE]")
         n += streams
 
-        wait_for(lambda: sum(shadow_counts(gw).values()) == n, "every request's shadow outcome", 10)
+        wait_for(lambda: sum(shadow_counts(gw).values()) == n, "every request's shadow outcome")
         counts = shadow_counts(gw)
         assert counts["error"] == 0
         assert counts["agree"] > 0
@@ -102,33 +108,46 @@ def test_shadow_serves_the_fallback_and_compares_the_candidate_in_the_background
         assert metric_value(text, "gateway_requests_total", variant="finetuned") == 0
 
 
-def test_shadow_calls_do_not_slow_the_client(sim: SimulatorProcess, tmp_path: Path) -> None:
-    """A 500 ms candidate behind an instant fallback: client answers stay fast, because the
-    shadow call starts after the client's answer is complete."""
-    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=500)
+def test_shadow_calls_do_not_slow_the_client(
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    """A candidate that cannot answer yet behind an instant fallback: client answers still
+    come, because the shadow call starts after the client's answer is complete. (No clock:
+    the candidate's calls are held until every client answer is in.)"""
     routes = routes_yaml(sim.url, weight=100_000, route_extra=SHADOW)
-    with start_gateway(tmp_path, routes) as gw, httpx.Client(timeout=10) as client:
+    held = HeldTransport(
+        sim.transport(), hold=lambda r: json.loads(r.content)["model"] == CANDIDATE_MODEL
+    )
+    with (
+        start_in_process(loop_thread, tmp_path, routes, sim, upstreams={"simulator": held}) as gw,
+        gw.client(timeout=10) as client,
+    ):
         ask(client, gw, "warm-up")
-        elapsed = []
         for i in range(10):
-            t0 = time.perf_counter()
             assert ask(client, gw, f"fast-{i}").headers["x-gateway-decision"] == "shadow"
-            elapsed.append(time.perf_counter() - t0)
-        # Generous bound: the shadow's 500 ms never lands on the client.
-        assert max(elapsed) < 0.4, elapsed
-        wait_for(lambda: candidate_requests(sim) >= 4, "the slow shadow calls", 5)
-        wait_for(lambda: shadow_counts(gw)["agree"] >= 4, "the slow shadow calls to be compared", 5)
+        # Every client answer came while no candidate call could finish.
+        assert candidate_requests(sim) == 0
+        assert shadow_counts(gw)["agree"] == 0
+        loop_thread.loop.call_soon_threadsafe(held.release)
+        wait_for(lambda: candidate_requests(sim) >= 4, "the held shadow calls")
+        wait_for(lambda: shadow_counts(gw)["agree"] >= 4, "the held shadow calls to be compared")
 
 
 def test_shadow_pauses_when_the_candidate_upstream_is_down(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """Candidate errors on every call: after a few errors the shadow stops calling it (its
     request count at the simulator stops growing) while client traffic goes on; the skipped
     counter grows instead."""
     sim.set_behaviour(CANDIDATE_MODEL, error_rate=1.0)
     routes = routes_yaml(sim.url, weight=100_000, route_extra=SHADOW)
-    with start_gateway(tmp_path, routes) as gw, httpx.Client(timeout=10) as client:
+    with (
+        start_in_process(loop_thread, tmp_path, routes, sim) as gw,
+        gw.client(timeout=10) as client,
+    ):
+        # The pause lasts 10 s of the shadow runner's clock: stop that clock, so the pause
+        # cannot end while a slow machine sends the requests below.
+        gw.ipg.gw.shadow._clock = lambda: 1_000.0
         sent = 0
 
         def send_then_errors() -> bool:
@@ -137,12 +156,11 @@ def test_shadow_pauses_when_the_candidate_upstream_is_down(
             sent += 1
             return shadow_counts(gw)["error"] >= 3
 
-        wait_for(send_then_errors, "three shadow errors", 10)
+        wait_for(send_then_errors, "three shadow errors")
         # Calls already running when the pause began finish; then the count is stable.
         settled = wait_for(
             lambda: (c := candidate_requests(sim)) == shadow_counts(gw)["error"] and c,
             "the running shadow calls to finish",
-            5,
         )
         skipped_before = shadow_counts(gw)["skipped"]
 
@@ -155,15 +173,17 @@ def test_shadow_pauses_when_the_candidate_upstream_is_down(
         assert counts["skipped"] == skipped_before + 20
 
 
-def test_a_rollback_stops_shadow_calls(sim: SimulatorProcess, tmp_path: Path) -> None:
+def test_a_rollback_stops_shadow_calls(
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> None:
     """The guard judges the shadow answers; once it rolls back, no more shadow calls."""
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
     routes = routes_yaml(
         sim.url, weight=100_000, route_extra=f"{SHADOW}\nguard: {{min_samples: 20}}"
     )
     with (
-        start_gateway(tmp_path, routes, env=GUARD_ENV) as gw,
-        httpx.Client(timeout=10) as client,
+        start_in_process(loop_thread, tmp_path, routes, sim, env=GUARD_ENV) as gw,
+        gw.client(timeout=10) as client,
     ):
         sent = 0
 
@@ -188,7 +208,6 @@ def test_a_rollback_stops_shadow_calls(sim: SimulatorProcess, tmp_path: Path) ->
                 and c
             ),
             "the running shadow calls to finish",
-            5,
         )
         totals_before = shadow_total()
 
@@ -206,7 +225,7 @@ def test_a_rollback_stops_shadow_calls(sim: SimulatorProcess, tmp_path: Path) ->
 
 
 def test_slow_shadow_answers_count_as_guard_failures_under_the_latency_slo(
-    sim: SimulatorProcess, tmp_path: Path
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
     """``latency_slo_s`` holds for the candidate in shadow mode too: its background answers,
     slower than the SLO, are counted by the guard as failures (observe mode: no rollback)."""
@@ -216,11 +235,14 @@ def test_slow_shadow_answers_count_as_guard_failures_under_the_latency_slo(
         weight=100_000,
         route_extra=f"{SHADOW}\nguard: {{mode: observe, min_samples: 1000, latency_slo_s: 0.05}}",
     )
-    with start_gateway(tmp_path, routes) as gw, httpx.Client(timeout=10) as client:
+    with (
+        start_in_process(loop_thread, tmp_path, routes, sim) as gw,
+        gw.client(timeout=10) as client,
+    ):
         for i in range(1, 9):
             ask(client, gw, f"slo-{i}")
             # One shadow call at a time, so none is skipped.
-            wait_for(lambda: shadow_counts(gw)["agree"] == i, "the shadow answer", 5)  # noqa: B023
+            wait_for(lambda: shadow_counts(gw)["agree"] == i, "the shadow answer")  # noqa: B023
         routes_view = client.get(gw.url + "/admin/routes", headers=ADMIN).json()
         verdict = next(r for r in routes_view if r["name"] == ROUTE)["guard"]["verdict"]
         assert verdict["candidate"] == {**verdict["candidate"], "n": 8, "failures": 8}

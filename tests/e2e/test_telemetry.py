@@ -3,30 +3,32 @@
 The simulator counts the tokens it actually reported; the gateway's Prometheus counters, costs
 and per-request log events must match those counts exactly, per variant, for a mix of streamed
 and unary requests. Metric labels come only from config, whatever model names clients send.
+The gateway and the simulator run in-process (``tests.inprocess_sim``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import openai
 import pytest
 
-from tests.e2e.support import TICKET, chat, metric_samples, metric_value, wait_for
+from tests.e2e.support import TICKET, AnyGateway, chat, metric_samples, metric_value, wait_for
+from tests.inprocess_sim import (
+    InProcessSimulator,
+    LoopThread,
+    in_process_simulator,
+    start_in_process,
+)
 from tests.processes import (
     CANDIDATE_MODEL,
     CLIENT_KEY,
     FALLBACK_MODEL,
-    GatewayProcess,
-    SimulatorProcess,
     routes_yaml,
-    start_gateway,
 )
-
-pytestmark = pytest.mark.e2e
 
 ROUTE = "support-triage"
 MODEL_OF = {"finetuned": CANDIDATE_MODEL, "prompted": FALLBACK_MODEL}
@@ -68,18 +70,36 @@ TICKETS = [
 
 
 @pytest.fixture(scope="module")
+def simulator(loop_thread: LoopThread) -> Iterator[InProcessSimulator]:
+    """The module's simulator, in-process."""
+    with in_process_simulator(loop_thread) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim(simulator: InProcessSimulator) -> Iterator[InProcessSimulator]:
+    """The module's simulator, reset before and after the test."""
+    simulator.reset()
+    yield simulator
+    simulator.reset()
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+    simulator: InProcessSimulator,
+    loop_thread: LoopThread,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AnyGateway]:
     """Half the subjects on each variant."""
     routes = routes_yaml(simulator.url, weight=50_000)
-    with start_gateway(tmp_path_factory.mktemp("telemetry"), routes) as gw:
+    tmp = tmp_path_factory.mktemp("telemetry")
+    with start_in_process(loop_thread, tmp, routes, simulator) as gw:
         yield gw
 
 
 @pytest.fixture
-def client(gateway: GatewayProcess, sim: SimulatorProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+def client(gateway: AnyGateway, sim: InProcessSimulator) -> openai.OpenAI:
+    return gateway.openai(api_key=CLIENT_KEY)
 
 
 def cost(variant: str, input_tokens: float, output_tokens: float) -> float:
@@ -118,7 +138,7 @@ def send_mixed_requests(client: openai.OpenAI, n: int) -> dict[str, tuple[str, b
 
 
 def test_tokens_requests_and_cost_match_what_the_upstream_reported(
-    gateway: GatewayProcess, client: openai.OpenAI, sim: SimulatorProcess
+    gateway: AnyGateway, client: openai.OpenAI, sim: InProcessSimulator
 ) -> None:
     before = gateway.metrics()
     sent = send_mixed_requests(client, 30)
@@ -185,7 +205,7 @@ def test_tokens_requests_and_cost_match_what_the_upstream_reported(
 
 
 def test_unknown_model_names_from_clients_add_no_metric_series(
-    gateway: GatewayProcess, sim: SimulatorProcess
+    gateway: AnyGateway, sim: InProcessSimulator
 ) -> None:
     def series(text: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
         return {
@@ -220,11 +240,11 @@ def test_unknown_model_names_from_clients_add_no_metric_series(
     assert not any(name in after_text for name in names)
 
 
-def test_healthz_and_readyz_answer_200_json(gateway: GatewayProcess) -> None:
-    health = httpx.get(gateway.url + "/healthz")
+def test_healthz_and_readyz_answer_200_json(gateway: AnyGateway) -> None:
+    health = gateway.http.get(gateway.url + "/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
-    ready = httpx.get(gateway.url + "/readyz")
+    ready = gateway.http.get(gateway.url + "/readyz")
     assert ready.status_code == 200
     assert ready.headers["content-type"].startswith("application/json")
     assert ready.json()["status"] == "ready"
@@ -233,10 +253,10 @@ def test_healthz_and_readyz_answer_200_json(gateway: GatewayProcess) -> None:
 
 @pytest.mark.parametrize("payloads", [False, True], ids=["default", "payload-logging-on"])
 def test_prompt_and_completion_text_are_logged_only_when_payload_logging_is_on(
-    sim: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory, payloads: bool
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path, payloads: bool
 ) -> None:
     env = {"GATEWAY_LOG_PAYLOADS": "true"} if payloads else {}
-    with start_gateway(tmp_path_factory.mktemp("payloads"), routes_yaml(sim.url), env=env) as gw:
+    with start_in_process(loop_thread, tmp_path, routes_yaml(sim.url), sim, env=env) as gw:
         for stream in (False, True):
             body = {"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]}
             response = chat(gw, {**body, "stream": stream})
