@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gateway.flags.sqlite import SQLiteFlagStore
 from gateway.routing import FlagState
 from gateway.telemetry import Metrics
 from tests.processes import routes_yaml
+from tests.recording_logger import RecordingLogger
 
 ROUTE = "support-triage"
 DEADLINE_S = 15.0
@@ -43,29 +44,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class RecordingLogger:
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def _record(self, level: str, event: str, fields: dict[str, Any]) -> None:
-        self.events.append((level, event, fields))
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._record("debug", event, fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._record("info", event, fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._record("warning", event, fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._record("error", event, fields)
-
-    def named(self, event: str) -> list[tuple[str, str, dict[str, Any]]]:
-        return [item for item in self.events if item[1] == event]
 
 
 @dataclass

@@ -35,6 +35,7 @@ from gateway.quality.runner import GuardRunner, describe
 from gateway.quality.stats import lower_bound, upper_bound
 from gateway.routing import FlagState
 from gateway.telemetry import Metrics
+from tests.recording_logger import RecordingLogger
 
 ROUTE = "triage"
 POLICY = GuardConfig()  # ceiling 0.20, margin 0.02, alpha 0.05, min_samples 50
@@ -421,31 +422,6 @@ ROUTES_FILE = {
         }
     },
 }
-
-
-class RecordingLogger:
-    """Stands in for the structlog logger: keeps (level, event, fields)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []
-
-    def _record(self, level: str, event: str, fields: dict[str, Any]) -> None:
-        self.events.append((level, event, fields))
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._record("debug", event, fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._record("info", event, fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._record("warning", event, fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._record("error", event, fields)
-
-    def named(self, event: str) -> list[tuple[str, str, dict[str, Any]]]:
-        return [item for item in self.events if item[1] == event]
 
 
 class ScriptedStore(SQLiteFlagStore):
