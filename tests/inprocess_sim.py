@@ -51,7 +51,7 @@ import gateway.app
 import gateway.telemetry
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from tests.inprocess import in_process_gateway
-from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY
+from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY, read_log_events
 
 __all__ = [
     "REAL_TRANSPORT",
@@ -538,14 +538,7 @@ class InProcessGatewayUnderTest:
 
     def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (optionally only those with ``event``)."""
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            if not line.startswith("{"):
-                continue
-            item = json.loads(line)
-            if event is None or item.get("event") == event:
-                out.append(item)
-        return out
+        return read_log_events(self.log_path, event)
 
     def metrics(self) -> str:
         return self.http.get("/metrics").text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ __all__ = [
     "GatewayProcess",
     "SimulatorProcess",
     "free_port",
+    "read_log_events",
     "routes_yaml",
     "start_gateway",
     "start_simulator",
@@ -39,6 +41,18 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 CLIENT_KEY = "sk-test-client"
 EVAL_KEY = "sk-test-eval"
 ADMIN_KEY = "sk-test-admin"
+
+
+def read_log_events(path: Path, event: str | None = None) -> list[dict[str, Any]]:
+    """The JSON log lines of a gateway's log file (optionally only those with ``event``)."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        item = json.loads(line)
+        if event is None or item.get("event") == event:
+            out.append(item)
+    return out
 
 
 def free_port() -> int:
@@ -135,16 +149,7 @@ class GatewayProcess:
 
     def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (optionally only those with ``event``)."""
-        import json
-
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            if not line.startswith("{"):
-                continue
-            item = json.loads(line)
-            if event is None or item.get("event") == event:
-                out.append(item)
-        return out
+        return read_log_events(self.log_path, event)
 
     def metrics(self) -> str:
         return self.http.get("/metrics").text
