@@ -76,7 +76,7 @@ def serve() -> None:
 
         gateway_app.app_from_environment = patched
     sys.argv = ["gateway", "serve"]
-    from gateway.cli import main  # noqa: PLC0415
+    from gateway.tools.cli import main  # noqa: PLC0415
 
     main()
 

@@ -23,10 +23,10 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-import gateway.admin_client
-import gateway.cli.eval_run
-import gateway.evaluation.finetune_jobs
-from gateway.cli import app
+import gateway.tools.admin_client
+import gateway.tools.cli.eval_run
+import gateway.tools.evaluation.finetune_jobs
+from gateway.tools.cli import app
 from tests.inprocess_sim import InProcessGatewayUnderTest, InProcessSimulator
 
 __all__ = ["CliRun", "run_cli"]
@@ -99,9 +99,11 @@ def _routed(
     simulators: Mapping[str, InProcessSimulator],
 ) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gateway.admin_client, "httpx", _RoutedHttpx(gateways))
-        patch.setattr(gateway.cli.eval_run, "openai", _RoutedOpenAI(gateways))
-        patch.setattr(gateway.evaluation.finetune_jobs, "openai", _RoutedSyncOpenAI(simulators))
+        patch.setattr(gateway.tools.admin_client, "httpx", _RoutedHttpx(gateways))
+        patch.setattr(gateway.tools.cli.eval_run, "openai", _RoutedOpenAI(gateways))
+        patch.setattr(
+            gateway.tools.evaluation.finetune_jobs, "openai", _RoutedSyncOpenAI(simulators)
+        )
         yield
 
 

@@ -49,7 +49,7 @@ import yaml
 
 import gateway.app
 import gateway.telemetry
-from gateway.simulator import SimulatorConfig, create_simulator_app
+from gateway.tools.simulator import SimulatorConfig, create_simulator_app
 from tests.inprocess import in_process_gateway
 from tests.processes import ADMIN_KEY, CLIENT_KEY, EVAL_KEY, read_log_events
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import openai
 
-from gateway.simulator import ANNOUNCE_PREFIX
+from gateway.tools.simulator import ANNOUNCE_PREFIX
 
 __all__ = [
     "GatewayProcess",

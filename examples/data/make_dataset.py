@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 
 from gateway.config import load_config
-from gateway.evaluation.chat_example import normalise
-from gateway.simulator.classifier import classify
+from gateway.tools.evaluation.chat_example import normalise
+from gateway.tools.simulator.classifier import classify
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent

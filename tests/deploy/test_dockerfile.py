@@ -188,9 +188,9 @@ def test_image_runs_the_command_the_e2e_tests_start(instructions: list[Instructi
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "scripts"
     ]
-    assert scripts["gateway"] == "gateway.cli:main"
+    assert scripts["gateway"] == "gateway.tools.cli:main"
     main_module = (ROOT / "gateway" / "__main__.py").read_text(encoding="utf-8")
-    assert "from gateway.cli import main" in main_module
+    assert "from gateway.tools.cli import main" in main_module
     normalised = ["python", "-m", "gateway", *image[1:]] if image[0] == "gateway" else image
     assert normalised == e2e == ["python", "-m", "gateway", "serve"]
 

@@ -5,7 +5,8 @@ The gateway and the simulator run in-process (``tests.inprocess_sim``) and so do
 by SIGTERM is a real ``python -m gateway eval`` subprocess against gateway and simulator
 processes over TCP.
 
-The held-out files are support tickets whose gold label is ``gateway.simulator.classify(text)``,
+The held-out files are support tickets whose gold label is
+``gateway.tools.simulator.classify(text)``,
 so each variant's accuracy is the simulator's ``accuracy`` setting for its model. Every run
 checks that no traceback is printed. The simulator's ``/_simulator/stats`` counts what was
 actually paid for: resumed runs must not send a finished example again.
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from gateway.simulator import classify, load_simulator_config
+from gateway.tools.simulator import classify, load_simulator_config
 from tests.cli_inprocess import run_cli
 from tests.e2e.support import AnyGateway
 from tests.inprocess_sim import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.simulator.classifier import INVALID_LABELS
+from gateway.tools.simulator.classifier import INVALID_LABELS
 from tests.e2e.support import TICKET, chat, metric_value, wait_for
 from tests.inprocess_sim import InProcessSimulator, LoopThread, start_in_process
 from tests.processes import CANDIDATE_MODEL, FALLBACK_MODEL, routes_yaml

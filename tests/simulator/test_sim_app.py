@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gateway.simulator import (
+from gateway.tools.simulator import (
     INVALID_LABELS,
     LABELS,
     ModelBehaviour,

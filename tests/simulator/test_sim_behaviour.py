@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulator.behaviour import (
+from gateway.tools.simulator.behaviour import (
     ModelBehaviour,
     SimulatorConfig,
     SimulatorConfigError,
     load_simulator_config,
     merge_behaviour,
 )
-from gateway.simulator.classifier import INVALID_LABELS, LABELS
-from gateway.simulator.outcome import last_user_text, message_text, plan_outcome
+from gateway.tools.simulator.classifier import INVALID_LABELS, LABELS
+from gateway.tools.simulator.outcome import last_user_text, message_text, plan_outcome
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "simulator.example.yaml"
 TICKET = [{"role": "user", "content": "Please refund my last invoice."}]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.simulator.classifier import (
+from gateway.tools.simulator.classifier import (
     DEFAULT_LABEL,
     INVALID_LABELS,
     LABELS,

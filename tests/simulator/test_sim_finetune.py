@@ -20,10 +20,10 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
-from gateway.simulator import SimulatorConfig, create_simulator_app
-from gateway.simulator.behaviour import ModelBehaviour, SimulatorConfigError
-from gateway.simulator.finetune import FineTuneStore
-from gateway.simulator.finetune_plan import (
+from gateway.tools.simulator import SimulatorConfig, create_simulator_app
+from gateway.tools.simulator.behaviour import ModelBehaviour, SimulatorConfigError
+from gateway.tools.simulator.finetune import FineTuneStore
+from gateway.tools.simulator.finetune_plan import (
     PACE_ENV,
     FineTuneSettings,
     inspect_training_file,

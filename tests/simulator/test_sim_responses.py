@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gateway.simulator.responses import (
+from gateway.tools.simulator.responses import (
     ChunkBuilder,
     completion_id,
     count_completion_tokens,

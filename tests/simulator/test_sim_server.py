@@ -41,7 +41,7 @@ def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = tmp_path_factory.mktemp("sim") / "simulator.yaml"
     config.write_text(CONFIG)
     code = (
-        "from pathlib import Path; from gateway.simulator import run_simulator; "
+        "from pathlib import Path; from gateway.tools.simulator import run_simulator; "
         f"run_simulator('127.0.0.1', 0, Path({str(config)!r}))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -9,7 +9,7 @@ import pytest
 import typer
 from rich.console import Console
 
-from gateway.cli.flag_format import (
+from gateway.tools.cli.flag_format import (
     describe_change,
     format_weight,
     history_table,

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
 from gateway.config import ContractConfig
-from gateway.evaluation.compact_index import CompactIndex, hash64
-from gateway.evaluation.dataset import validate_dataset
-from gateway.evaluation.dataset_result import Limits, RouteExpectations, ValidationResult
-from gateway.evaluation.jsonl import read_lines
+from gateway.tools.cli import app
+from gateway.tools.evaluation.compact_index import CompactIndex, hash64
+from gateway.tools.evaluation.dataset import validate_dataset
+from gateway.tools.evaluation.dataset_result import Limits, RouteExpectations, ValidationResult
+from gateway.tools.evaluation.jsonl import read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "You are a support classifier. Respond with one label: billing, technical, or account."
@@ -343,7 +343,7 @@ def test_an_unknown_route_or_missing_file_is_a_usage_error(tmp_path: Path) -> No
 _MEASURE = """
 import resource, sys
 from pathlib import Path
-from gateway.evaluation.dataset import validate_dataset
+from gateway.tools.evaluation.dataset import validate_dataset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = validate_dataset(Path(sys.argv[1]))
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

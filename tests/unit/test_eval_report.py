@@ -14,19 +14,24 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ContractConfig
-from gateway.evaluation.heldout_examples import DatasetError, Example, parse_example, read_examples
-from gateway.evaluation.heldout_state import Result, StateWriter, plan_run, read_state
-from gateway.evaluation.report import EvalReport, render_markdown, summary_rows
-from gateway.evaluation.report_gates import check_gates
-from gateway.evaluation.report_metrics import VariantMetrics, compare, summarize_variant
-from gateway.evaluation.report_stats import (
+from gateway.quality.contract import Contract
+from gateway.tools.evaluation.heldout_examples import (
+    DatasetError,
+    Example,
+    parse_example,
+    read_examples,
+)
+from gateway.tools.evaluation.heldout_state import Result, StateWriter, plan_run, read_state
+from gateway.tools.evaluation.report import EvalReport, render_markdown, summary_rows
+from gateway.tools.evaluation.report_gates import check_gates
+from gateway.tools.evaluation.report_metrics import VariantMetrics, compare, summarize_variant
+from gateway.tools.evaluation.report_stats import (
     ConfidenceInterval,
     cost_per_1k,
     newcombe_interval,
     percentile,
     wilson_interval,
 )
-from gateway.quality.contract import Contract
 
 ROUTE = "support-triage"
 LABELS = Contract(ContractConfig(labels=["billing", "technical", "account"], case_insensitive=True))

@@ -7,7 +7,7 @@ import threading
 
 import uvicorn
 
-from gateway.cli import server as server_module
+from gateway.serving import process as server_module
 
 
 def test_the_first_exit_signal_arms_a_watchdog_that_exits_after_the_bound() -> None:
