@@ -23,6 +23,10 @@ class RequestRecord:
 
     request_id: str
     started: float
+    operation: str = "chat"
+    """What the client asked for: ``chat`` (``/v1/chat/completions``), ``responses``
+    (``/v1/responses``), ``embeddings`` or ``completions``; logged as ``operation`` and mapped
+    to OpenTelemetry's ``gen_ai.operation.name`` where metrics and traces need it."""
     client_key: str | None = None
     route: str | None = None
     variant: str | None = None
@@ -122,6 +126,7 @@ class Telemetry:
         log(
             "request.completed",
             request_id=rec.request_id,
+            operation=rec.operation,
             route=rec.route,
             variant=rec.variant,
             decision=rec.decision,
