@@ -18,6 +18,7 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from opentelemetry.trace import TracerProvider
 
 from gateway import __version__
 from gateway.api.admin import admin_handlers
@@ -57,6 +58,7 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
+from gateway.telemetry.tracing import Tracing, provider_from_environment
 from gateway.upstream import UpstreamPool
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "GatewayApp",
     "app_from_environment",
     "build_gateway",
+    "build_tracing",
     "create_app",
     "tune_gc",
 ]
@@ -87,9 +90,15 @@ def tune_gc() -> None:
 
 class GatewayApp(Litestar):
     """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
-    callable) before Litestar's own routing; everything else is Litestar's."""
+    callable) before Litestar's own routing; everything else is Litestar's.
+
+    With tracing on (:attr:`tracing`), every request under ``/v1/`` runs inside a server span
+    (:meth:`gateway.telemetry.tracing.Tracing.serve`), named by its route if it is one of
+    :attr:`traced_routes`."""
 
     data_plane: Any = None
+    tracing: Tracing | None = None
+    traced_routes: frozenset[str] = frozenset()
 
     async def __call__(
         self,
@@ -98,10 +107,23 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         raw: Any = scope  # one dict lookup each, before Litestar builds anything
+        if raw["type"] == "http":
+            if self.tracing is not None and raw["path"].startswith("/v1/"):
+                path = raw["path"]
+                route = path if path in self.traced_routes else ""
+                await self.tracing.serve(scope, receive, send, self._dispatch, route)
+                return
+            if raw["path"] == CHAT_PATH and raw["method"] == "POST" and self.data_plane is not None:
+                await self.data_plane(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+        """:meth:`__call__` without the tracing branch (inside the server span)."""
         if (
-            raw["type"] == "http"
-            and raw["path"] == CHAT_PATH
-            and raw["method"] == "POST"
+            scope["type"] == "http"
+            and scope["path"] == CHAT_PATH
+            and scope["method"] == "POST"
             and self.data_plane is not None
         ):
             await self.data_plane(scope, receive, send)
@@ -129,6 +151,7 @@ class Gateway:
     guard_runner: GuardRunner
     latch: LatchedFlags
     replica: str
+    tracing: Tracing | None = None
 
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
@@ -150,8 +173,11 @@ class Gateway:
         return state
 
 
-def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Gateway:
-    """Build the parts. Raises :class:`~gateway.errors.ConfigError` on any invalid setting."""
+def build_gateway(
+    settings: Settings, config: GatewayConfig | None = None, *, tracing: Tracing | None = None
+) -> Gateway:
+    """Build the parts (``tracing``: None when off). Raises
+    :class:`~gateway.errors.ConfigError` on any invalid setting."""
     config = config or load_config(settings.config)
     client_keys = settings.all_client_keys()
     admin_keys = settings.all_admin_keys()
@@ -191,7 +217,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         guard,
         RecentRequests(settings.feedback_max_requests, settings.feedback_ttl_s),
     )
-    shadow = ShadowRunner(upstreams, quality, metrics, logger)
+    shadow = ShadowRunner(upstreams, quality, metrics, logger, tracing=tracing)
     relay = ChatRelay(
         config,
         latch,
@@ -200,6 +226,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         quality,
         shadow=shadow,
         log_payloads=settings.log_payloads,
+        tracing=tracing,
     )
     guard_runner = GuardRunner(
         guard,
@@ -230,18 +257,40 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         guard_runner=guard_runner,
         latch=latch,
         replica=flags.replica,
+        tracing=tracing,
     )
 
 
+def build_tracing(config: GatewayConfig, provider: TracerProvider | None = None) -> Tracing | None:
+    """The app's :class:`~gateway.telemetry.tracing.Tracing`: on ``provider`` if given (tests
+    pass one with an in-memory exporter; the caller owns it), else as the ``OTEL_*``
+    environment says (:func:`~gateway.telemetry.tracing.provider_from_environment`), else
+    None (off). Raises :class:`~gateway.errors.ConfigError` on an unsupported exporter."""
+    owned = False
+    if provider is None:
+        provider, owned = provider_from_environment()
+    if provider is None:
+        return None
+    return Tracing(provider, config.upstreams, owned=owned)
+
+
 def create_app(
-    settings: Settings, config: GatewayConfig | None = None, *, gc_tuning: bool = False
+    settings: Settings,
+    config: GatewayConfig | None = None,
+    *,
+    gc_tuning: bool = False,
+    tracer_provider: TracerProvider | None = None,
 ) -> GatewayApp:
     """The ASGI app for ``settings`` (and an already loaded routes file, if given).
 
     ``gc_tuning`` (on in served processes, :func:`app_from_environment`; off by default so that
-    tests leave the collector alone): :func:`tune_gc` once start-up is complete."""
-    configure_logging(settings.log_level)
-    gw = build_gateway(settings, config)
+    tests leave the collector alone): :func:`tune_gc` once start-up is complete.
+    ``tracer_provider``: trace on this provider instead of the ``OTEL_*`` environment's
+    (:func:`build_tracing`)."""
+    config = config or load_config(settings.config)
+    tracing = build_tracing(config, tracer_provider)
+    configure_logging(settings.log_level, trace_ids=tracing is not None)
+    gw = build_gateway(settings, config, tracing=tracing)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -252,6 +301,7 @@ def create_app(
             transport=settings.upstream.transport,
             flag_store=gw.flags.store_kind,
             replica=gw.replica,
+            tracing=gw.tracing is not None,
         )
         await gw.flags.start()
         await gw.guard_runner.start()
@@ -264,6 +314,8 @@ def create_app(
             await gw.shadow.aclose()
             await gw.flags.stop()
             await gw.upstreams.aclose()
+            if gw.tracing is not None:
+                gw.tracing.shutdown()  # exports the spans still buffered
             gw.logger.info("gateway.stopped")
 
     def on_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
@@ -308,6 +360,11 @@ def create_app(
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
+    if tracing is not None:
+        app.tracing = tracing
+        app.traced_routes = frozenset(
+            path for r in app.routes if (path := r.path).startswith("/v1/")
+        )
     return app
 
 

@@ -39,6 +39,7 @@ from gateway.quality.shadow import ShadowRunner
 from gateway.routing import Decision, FlagSource, FlagState, decide
 from gateway.routing.payload import build_payload
 from gateway.telemetry import RequestRecord, Telemetry
+from gateway.telemetry.tracing import Tracing
 from gateway.upstream import (
     UpstreamPool,
     decode_chunk,
@@ -177,6 +178,9 @@ class CallContext:
     may_override: bool = False
     subject: str | None = None
     forced_variant: str | None = None
+    trace_headers: dict[str, str] | None = None
+    """The caller's ``traceparent``, ``tracestate`` and ``baggage`` (those present), forwarded
+    to the upstream as they came when tracing is off."""
 
 
 @dataclass(slots=True)
@@ -232,7 +236,11 @@ class ChatRelay:
         shadow: ShadowRunner | None = None,
         log_payloads: bool = False,
         clock: Callable[[], float] = perf_counter,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: a client span per upstream attempt and the outcome on the request's
+        server span (None: off; the caller's trace headers are then forwarded as they came)."""
+        self._tracing = tracing
         self._routes = config.routes
         self._prices = config.prices
         self._registered: dict[tuple[str, str], Variant] = {}
@@ -266,6 +274,8 @@ class ChatRelay:
     def _finish(self, rec: RequestRecord) -> None:
         """Every request ends here once: quality bookkeeping, then metrics and the log event."""
         self._quality.settle(rec, self._clock() - rec.started)
+        if self._tracing is not None:
+            self._tracing.finish(rec)
         self._telemetry.finish(rec)
 
     async def complete(self, raw: bytes, ctx: CallContext) -> Reply:
@@ -374,18 +384,36 @@ class ChatRelay:
 
         Returns the variant and decision that answered, then for unary calls the response and
         its decoded completion view, for streams the :class:`OpenedStream` (first event read
-        and checked, so an invalid stream fails over like an invalid unary answer) and None.
+        and checked, so an invalid stream fails over like an invalid unary answer) and the
+        attempt's span (None with tracing off), which the stream ends.
         """
+        tracing = self._tracing
         while True:
             payload = build_payload(route, variant, body, stream)
             client = self._upstreams[variant.upstream]
+            span: Any = None
+            trace_headers = ctx.trace_headers
+            if tracing is not None:
+                span, trace_headers = tracing.start_attempt(
+                    operation=rec.operation,
+                    route=route.name,
+                    variant=variant.name,
+                    upstream=variant.upstream,
+                    model=variant.model,
+                    decision=decision.reason,
+                    rollout_id=rec.rollout_id,
+                )
             t0 = self._clock()
             try:
                 view = None
                 if stream:
-                    response: Any = await client.open_stream(payload, request_id=ctx.request_id)
+                    response: Any = await client.open_stream(
+                        payload, request_id=ctx.request_id, trace_headers=trace_headers
+                    )
                 else:
-                    response = await client.send(payload, request_id=ctx.request_id)
+                    response = await client.send(
+                        payload, request_id=ctx.request_id, trace_headers=trace_headers
+                    )
                     try:
                         view = decode_completion(response.content)
                     except msgspec.DecodeError:
@@ -393,11 +421,15 @@ class ChatRelay:
                             f"upstream '{variant.upstream}' answered with invalid JSON",
                             upstream=variant.upstream,
                         ) from None
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
                 rec.upstream_seconds += self._clock() - t0
                 self._answered_by(rec, route, variant, decision)  # the log names who was asked
+                if span is not None:
+                    Tracing.failed(span, exc, "the client closed the request")
                 raise
             except UpstreamError as exc:
+                if span is not None:
+                    Tracing.failed(span, exc)
                 spent = self._clock() - t0
                 rec.upstream_seconds += spent
                 if isinstance(exc, UpstreamEventTooLargeError):
@@ -416,10 +448,25 @@ class ChatRelay:
                 rec.failed_variant = variant.name
                 variant, decision = route.variants[route.fallback], _FAILOVER
                 continue
+            except Exception as exc:  # unexpected: the app's boundary answers 500
+                if span is not None:
+                    Tracing.failed(span, exc)
+                raise
             spent = self._clock() - t0
             rec.upstream_seconds += spent
             rec.attempt_seconds = spent
             self._answered_by(rec, route, variant, decision)
+            if stream:
+                return variant, decision, response, span
+            if span is not None and view is not None:
+                usage = view.usage
+                Tracing.succeeded(
+                    span,
+                    response_model=view.model,
+                    response_id=view.id,
+                    input_tokens=None if usage is None else usage.prompt_tokens,
+                    output_tokens=None if usage is None else usage.completion_tokens,
+                )
             return variant, decision, response, view
 
     @staticmethod
@@ -517,7 +564,15 @@ class ChatRelay:
         self._finish(rec)
         if decision.reason == "shadow" and self._shadow is not None and rec.rollout_id:
             candidate = self._candidate(route, self._flags.flag(route.name))
-            self._shadow.offer(route, candidate, body, text, rec.rollout_id, rec.request_id)
+            self._shadow.offer(
+                route,
+                candidate,
+                body,
+                text,
+                rec.rollout_id,
+                rec.request_id,
+                trace_headers=ctx.trace_headers,
+            )
         return Reply(200, headers, response.content)
 
     def _count_discarded(self, route: Route, variant: Variant, view: Any) -> None:
@@ -539,14 +594,14 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
     ) -> Reply:
-        variant, decision, opened, _ = await self._attempt(
+        variant, decision, opened, span = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=True
         )
         rec.priced = variant.priced
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
         headers = self._headers(rec, variant, decision)
         headers += _SSE_HEADERS
-        events = self._relay_events(opened, variant, rec, wants_usage, body)
+        events = self._relay_events(opened, variant, rec, wants_usage, body, ctx, span)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay_events(
@@ -556,9 +611,12 @@ class ChatRelay:
         rec: RequestRecord,
         wants_usage: bool,
         body: dict[str, Any],
+        ctx: CallContext,
+        span: Any = None,
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive (first those read while opening the
-        stream); end in ``[DONE]`` or an error event."""
+        stream); end in ``[DONE]`` or an error event. ``span``: the attempt's (ended here)."""
+        response_model: str | None = None
         decoder, chunks = opened.decoder, opened.chunks
         first: list[bytes] | None = opened.events
         parts: list[str] = []
@@ -625,6 +683,8 @@ class ChatRelay:
                         )
                         yield self._upstreams.redactor.bytes(event) + b"\n\n"
                         break
+                    if span is not None and response_model is None:
+                        response_model = view.model
                     if view.usage is not None:
                         rec.input_tokens = view.usage.prompt_tokens
                         rec.output_tokens = view.usage.completion_tokens
@@ -657,6 +717,19 @@ class ChatRelay:
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
+            if span is not None:
+                if failed is not None:
+                    Tracing.failed(span, failed)
+                elif rec.client_disconnected:
+                    Tracing.failed(span, asyncio.CancelledError(), "the client closed the request")
+                else:
+                    counted = rec.input_tokens or rec.output_tokens
+                    Tracing.succeeded(
+                        span,
+                        response_model=response_model,
+                        input_tokens=rec.input_tokens if counted else None,
+                        output_tokens=rec.output_tokens if counted else None,
+                    )
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
             rec.completion = "".join(parts)
             if rec.status == 200:
@@ -667,7 +740,13 @@ class ChatRelay:
                 if rec.decision == "shadow" and self._shadow is not None and rec.rollout_id:
                     candidate = self._candidate(route, self._flags.flag(route.name))
                     self._shadow.offer(
-                        route, candidate, body, rec.completion, rec.rollout_id, rec.request_id
+                        route,
+                        candidate,
+                        body,
+                        rec.completion,
+                        rec.rollout_id,
+                        rec.request_id,
+                        trace_headers=ctx.trace_headers,
                     )
             self._metrics.inflight_by_route[variant.route].dec()
             self._finish(rec)

@@ -161,13 +161,15 @@ async def in_process_gateway(
     *,
     routes: str | None = None,
     upstream_settings: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
     **settings: Any,
 ) -> AsyncIterator[InProcessGateway]:
     """Build the app for ``routes`` (default :func:`routes_text`) with every upstream answered
     by ``upstream`` (an async handler, wrapped in :class:`HandlerTransport`), or by the transport
     named after it in a mapping: an ``httpx.AsyncBaseTransport`` (adapted by
     :class:`gateway.upstream.HttpxTransport`) or a :class:`gateway.upstream.Transport`. An
-    upstream not in the mapping keeps its real transport."""
+    upstream not in the mapping keeps its real transport. ``tracer_provider``: trace on it
+    (an OpenTelemetry SDK ``TracerProvider``; default: as the environment says, i.e. off)."""
     path = tmp_path / "routes.yaml"
     path.write_text(routes if routes is not None else routes_text())
     config = load_config(path)
@@ -181,7 +183,7 @@ async def in_process_gateway(
         upstream=upstream_cfg,
         **settings,
     )
-    app = create_app(full, config)
+    app = create_app(full, config, tracer_provider=tracer_provider)
     gw: Gateway = app.state.gateway
     transports: Mapping[str, httpx.AsyncBaseTransport | Transport]
     if isinstance(upstream, Mapping):

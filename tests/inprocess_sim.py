@@ -641,13 +641,13 @@ def start_in_process(
         real_configure = gateway.telemetry.configure_logging
         levels: list[str] = []
 
-        def configure_to_file(level: str = "info") -> None:
+        def configure_to_file(level: str = "info", *, trace_ids: bool = False) -> None:
             # configure_logging binds its outputs to sys.stdout(.buffer) as it finds them.
             levels.append(level)
             saved_stdout = sys.stdout
             sys.stdout = _TextTo(log_file)
             try:
-                real_configure(level)
+                real_configure(level, trace_ids=trace_ids)
             finally:
                 sys.stdout = saved_stdout
 

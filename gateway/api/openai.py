@@ -32,6 +32,7 @@ from gateway.api.disconnect import DisconnectWatch, until_disconnected
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
 from gateway.relay import CLIENT_CLOSED_REQUEST, CallContext, Reply, error_reply
 from gateway.telemetry import RequestRecord
+from gateway.telemetry.tracing import FORWARDED_HEADERS, forwarded
 
 __all__ = [
     "CHAT_PATH",
@@ -152,7 +153,7 @@ class ChatCompletionsASGI:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = perf_counter()
-        authorization = given_id = subject = forced = length = None
+        authorization = given_id = subject = forced = length = trace_headers = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -164,8 +165,11 @@ class ChatCompletionsASGI:
                 subject = value
             elif name == b"x-gateway-variant":
                 forced = value
+            elif name in FORWARDED_HEADERS:  # traceparent, tracestate, baggage
+                trace_headers = forwarded(trace_headers, name, value)
         request_id = new_request_id(None if given_id is None else given_id.decode("latin-1"))
         ctx = CallContext(request_id, started)
+        ctx.trace_headers = trace_headers
         try:
             ctx.key_name = self._authenticate(authorization)
             if subject is not None:
@@ -277,6 +281,11 @@ def openai_handlers(gw: Any) -> list[Any]:
             return to_response(relay.reject(RequestRecord(ctx.request_id, started), exc))
         ctx.may_override = ctx.key_name in override_keys
         ctx.forced_variant = headers.get("x-gateway-variant")
+        ctx.trace_headers = {
+            name: value
+            for name in ("traceparent", "tracestate", "baggage")
+            if (value := headers.get(name)) is not None
+        } or None
         reply = await until_disconnected(request.receive, relay.complete(raw, ctx))
         if reply is None:  # the relay recorded the 499; nobody is left to send it to
             return Response(b"", status_code=CLIENT_CLOSED_REQUEST)

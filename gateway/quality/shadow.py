@@ -25,6 +25,7 @@ from gateway.errors import UpstreamError
 from gateway.quality.monitor import QualityMonitor
 from gateway.routing.payload import build_payload
 from gateway.telemetry import Metrics
+from gateway.telemetry.tracing import Tracing
 from gateway.upstream import UpstreamPool, decode_completion
 
 __all__ = ["ShadowRunner"]
@@ -53,7 +54,10 @@ class ShadowRunner:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: each shadow call is a client span of its own (None: off)."""
+        self._tracing = tracing
         self._upstreams = upstreams
         self._monitor = monitor
         self._metrics = metrics
@@ -79,8 +83,14 @@ class ShadowRunner:
         served: str | None,
         rollout_id: str,
         request_id: str,
+        *,
+        trace_headers: dict[str, str] | None = None,
     ) -> None:
-        """Maybe start a background candidate call for a request the fallback answered."""
+        """Maybe start a background candidate call for a request the fallback answered.
+
+        The call runs in a task that inherits the request's context: with tracing on its
+        client span is a child of the request's server span (and outlives it); with tracing
+        off the caller's ``trace_headers`` are forwarded as they came."""
         shadow = route.shadow
         if shadow is None or self._rng.random() >= shadow.share:
             return
@@ -90,7 +100,9 @@ class ShadowRunner:
             return
         state.inflight += 1
         task = asyncio.create_task(
-            self._call(route, candidate, body, served, rollout_id, request_id, state),
+            self._call(
+                route, candidate, body, served, rollout_id, request_id, state, trace_headers
+            ),
             name=f"shadow:{route.name}",
         )
         self._tasks.add(task)
@@ -105,17 +117,41 @@ class ShadowRunner:
         rollout_id: str,
         request_id: str,
         state: _RouteShadow,
+        trace_headers: dict[str, str] | None = None,
     ) -> None:
+        span: Any = None
+        if self._tracing is not None:
+            span, trace_headers = self._tracing.start_attempt(
+                operation="chat",
+                route=route.name,
+                variant=candidate.name,
+                upstream=candidate.upstream,
+                model=candidate.model,
+                decision="shadow",
+                rollout_id=rollout_id,
+            )
         try:
             payload = build_payload(route, candidate, body, stream=False)
             client = self._upstreams[candidate.upstream]
             started = self._clock()
-            response = await client.send(payload, stream=False, request_id=request_id)
+            response = await client.send(
+                payload, stream=False, request_id=request_id, trace_headers=trace_headers
+            )
             slow = self._monitor.too_slow(route.name, self._clock() - started)
             try:
                 view = decode_completion(response.content)
             except msgspec.DecodeError:
                 view = None
+            if span is not None:
+                span, ended = None, span
+                usage = view.usage if view is not None else None
+                Tracing.succeeded(
+                    ended,
+                    response_model=view.model if view is not None else None,
+                    response_id=view.id if view is not None else None,
+                    input_tokens=None if usage is None else usage.prompt_tokens,
+                    output_tokens=None if usage is None else usage.completion_tokens,
+                )
             text = None
             if view is not None and view.choices and view.choices[0].message is not None:
                 text = view.choices[0].message.content
@@ -131,6 +167,9 @@ class ShadowRunner:
             self._monitor.guard.observe(route.name, rollout_id, "candidate", failed)
             self._monitor.guard.observe_shadow(route.name, rollout_id, agreed)
         except UpstreamError as exc:
+            if span is not None:
+                span, ended = None, span
+                Tracing.failed(ended, exc)
             state.children["error"].inc()
             state.errors_in_a_row += 1
             self._monitor.guard.observe(route.name, rollout_id, "candidate", True)
@@ -140,10 +179,15 @@ class ShadowRunner:
                     "shadow.paused", route=route.name, error=exc.code, pause_s=_PAUSE_S
                 )
         except Exception as exc:  # never let a background call die silently
+            if span is not None:
+                span, ended = None, span
+                Tracing.failed(ended, exc)
             state.children["error"].inc()
             self._log.error("shadow.failed", route=route.name, error=type(exc).__name__)
         finally:
             state.inflight -= 1
+            if span is not None:  # cancelled at shutdown
+                Tracing.failed(span, asyncio.CancelledError(), "the shadow call was cancelled")
 
     async def aclose(self) -> None:
         """Cancel shadow calls still running (at shutdown)."""

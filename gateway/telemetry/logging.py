@@ -10,6 +10,11 @@ That per-request event goes through :func:`get_line_logger`: a structlog bound l
 once, with one processor (level, a timestamp formatted once per second, msgspec encoding)
 instead of the five of the general chain: 11 µs per line down to about 3
 (bench/results/profile-inprocess.md). Same JSON shape and keys as every other event.
+
+With tracing on (:mod:`gateway.telemetry.tracing`), both add ``trace_id`` and ``span_id`` (W3C
+hex, 32 and 16 digits) to every line written while a span is recording
+(:func:`add_trace_ids`): a request's lines carry its server span's ids. With tracing off the
+processor is not installed at all.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any, BinaryIO
 
 import msgspec
 import structlog
+from opentelemetry import trace
 
-__all__ = ["configure_logging", "get_line_logger", "get_logger"]
+__all__ = ["add_trace_ids", "configure_logging", "get_line_logger", "get_logger"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -40,22 +46,38 @@ def _encode_text(obj: Any, **_: Any) -> str:
     return msgspec.json.encode(obj, enc_hook=str).decode()
 
 
+def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: ``trace_id`` and ``span_id`` of the current span, if it is
+    recording (an unsampled or ended span adds nothing)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        ids = span.get_span_context()
+        event_dict["trace_id"] = format(ids.trace_id, "032x")
+        event_dict["span_id"] = format(ids.span_id, "016x")
+    return event_dict
+
+
 class _LineOutput:
     """Where :func:`get_line_logger` writes, as :func:`configure_logging` last set it."""
 
     file: BinaryIO | None = None
     level: int = logging.INFO
+    trace_ids: bool = False
 
 
-def configure_logging(level: str = "info") -> None:
-    """Send structlog events and stdlib records as JSON lines to stdout at ``level`` and up."""
+def configure_logging(level: str = "info", *, trace_ids: bool = False) -> None:
+    """Send structlog events and stdlib records as JSON lines to stdout at ``level`` and up;
+    with ``trace_ids`` (tracing on), each line with the current span's ids."""
     _LineOutput.file = sys.stdout.buffer
     _LineOutput.level = _LEVELS[level]
+    _LineOutput.trace_ids = trace_ids
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if trace_ids:
+        shared.append(add_trace_ids)
     structlog.configure(
         processors=[
             *shared,
@@ -115,10 +137,12 @@ def _render_line(_: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:
 def get_line_logger(name: str) -> Any:
     """A structlog logger bound with ``logger=name`` for the one event per request: level
     filtered as :func:`configure_logging` said, rendered by a single processor, written by
-    structlog's ``BytesLogger`` to stdout. No context variables are merged."""
+    structlog's ``BytesLogger`` to stdout. No context variables are merged; the current span's
+    ids are added (:func:`add_trace_ids`) when :func:`configure_logging` said ``trace_ids``."""
     wrapper: Any = structlog.make_filtering_bound_logger(_LineOutput.level)
     output = structlog.BytesLogger(_LineOutput.file or sys.stdout.buffer)
-    return wrapper(output, [_render_line], {"logger": name})
+    processors: list[Any] = [add_trace_ids] if _LineOutput.trace_ids else []
+    return wrapper(output, [*processors, _render_line], {"logger": name})
 
 
 def get_logger(name: str) -> Any:

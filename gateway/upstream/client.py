@@ -14,7 +14,8 @@ for the whole call (``deadline_s``, default four read timeouts: a unary answer i
 up to its first event), so an upstream trickling one byte per read timeout cannot hold a request
 for ever.
 
-Headers and the URL are prepared once; each request adds only its ``x-request-id``. Redirects
+Headers and the URL are prepared once; each request adds only its ``x-request-id`` and, when
+given, its trace-context headers (``traceparent``, ``tracestate``, ``baggage``). Redirects
 are not followed and upstream cookies are never kept (they must not be replayed across
 different clients' requests).
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import httpx
 
@@ -118,11 +119,18 @@ class UpstreamClient:
             )
         self.transport: Transport = transport
 
-    async def send(self, body: bytes, *, request_id: str, stream: bool = False) -> UpstreamAnswer:
+    async def send(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        stream: bool = False,
+        trace_headers: Mapping[str, str] | None = None,
+    ) -> UpstreamAnswer:
         """POST a chat completion and read the answer in full, within ``deadline_s``.
 
         ``stream`` must be false (kept for callers that say so; streams use
-        :meth:`open_stream`).
+        :meth:`open_stream`). ``trace_headers`` are sent along (W3C trace context).
 
         Raises:
             PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
@@ -137,7 +145,7 @@ class UpstreamClient:
         await slots.acquire()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, trace_headers)
                 try:
                     content = await response.read()
                 except BaseException:
@@ -151,7 +159,13 @@ class UpstreamClient:
         finally:
             slots.release()
 
-    async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
+    async def open_stream(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        trace_headers: Mapping[str, str] | None = None,
+    ) -> OpenedStream:
         """POST a streaming chat completion and read it up to its first data event, within
         ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller must
         :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
@@ -167,7 +181,7 @@ class UpstreamClient:
         handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, trace_headers)
                 try:
                     opened = await read_first_event(response, self.name, self.max_event_bytes)
                 except BaseException:
@@ -190,11 +204,15 @@ class UpstreamClient:
             upstream=self.name,
         )
 
-    async def _post(self, request_id: str, body: bytes) -> TransportResponse:
+    async def _post(
+        self, request_id: str, body: bytes, trace_headers: Mapping[str, str] | None = None
+    ) -> TransportResponse:
         """The response of a 2xx answer, body unread. Raises TransportError,
         UpstreamStatusError."""
         headers = self._headers.copy()
         headers["x-request-id"] = request_id
+        if trace_headers:
+            headers.update(trace_headers)
         response = await self.transport.post(self._url, headers, body)
         if response.status >= 300:
             raise await self._status_error(response)

@@ -47,9 +47,11 @@ class _ChunkChoice(msgspec.Struct):
 
 
 class ChunkView(msgspec.Struct):
-    """The parts of a ``chat.completion.chunk`` the relay reads."""
+    """The parts of a ``chat.completion.chunk`` the relay reads (``model``: the model that
+    answered, for the trace)."""
 
     choices: list[_ChunkChoice] = []
+    model: str | None = None
     usage: Usage | None = None
     error: Any = None
 
@@ -65,10 +67,13 @@ class _Choice(msgspec.Struct):
 
 
 class CompletionView(msgspec.Struct):
-    """The parts of a ``chat.completion`` the relay reads."""
+    """The parts of a ``chat.completion`` the relay reads (``id`` and ``model``: the answer's,
+    for the trace)."""
 
     choices: list[_Choice]
     usage: Usage | None = None
+    id: str | None = None
+    model: str | None = None
 
 
 _chunk_decoder = msgspec.json.Decoder(ChunkView)
