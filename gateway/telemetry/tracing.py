@@ -185,13 +185,12 @@ def error_type(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _dict_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    carrier: dict[str, str] = {}
+def _trace_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    """The :data:`FORWARDED_HEADERS` among ASGI ``headers`` (None if there are none)."""
+    carrier = None
     for name, value in headers:
         if name in FORWARDED_HEADERS:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            carrier[key] = f"{carrier[key]},{text}" if key in carrier else text
+            carrier = forwarded(carrier, name, value)
     return carrier
 
 
@@ -252,7 +251,8 @@ class Tracing:
         the method alone, as the HTTP conventions say). The span is current while ``app``
         runs, so the upstream spans and every log line of the request are its children."""
         method = scope["method"]
-        parent = propagate.extract(_dict_headers(scope["headers"]))
+        carrier = _trace_headers(scope["headers"])
+        parent = None if carrier is None else propagate.extract(carrier)
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": scope["path"],
