@@ -14,7 +14,9 @@ HTTP parser; only the kernel's socket work is missing. Variants:
 * ``gateway``: ``create_app(settings, gc_tuning=True)`` as served, with bench/routes.yaml
   (route support-triage: 50/50 rollout, prompts, contract, guard, telemetry to a file,
   metrics); ``gateway-passthrough``: the pass-through model; ``gateway-gcdefault``: the gateway
-  with Python's collector settings (no ``gc.freeze()``, threshold 700);
+  with Python's collector settings (no ``gc.freeze()``, threshold 700); ``gateway-tracing``: the
+  gateway with OpenTelemetry tracing on (every request sampled, spans encoded as OTLP protobuf
+  by a batch processor and dropped instead of sent: :class:`EncodingExporter`);
 * ``null``: an ASGI app answering the same bytes without an upstream call (uvicorn + driver).
 
 Then: the raw floor, the floor through httpx-aiohttp and the gateway under py-spy (1,000
@@ -62,6 +64,7 @@ VARIANTS = [
     "gateway",
     "gateway-passthrough",
     "gateway-gcdefault",
+    "gateway-tracing",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -351,8 +354,40 @@ async def build_app(variant: str, work: Path) -> tuple[Any, Callable[[], Any] | 
     # As served (app_from_environment): the collector tuned after start-up, unless measuring
     # the gateway without it (BENCH_GC_TUNING=0).
     tuning = os.environ.get("BENCH_GC_TUNING", "1") == "1" and variant != "gateway-gcdefault"
-    app = gateway_app.create_app(gateway_settings(work), gc_tuning=tuning)
+    provider = tracer_provider() if variant == "gateway-tracing" else None
+    app = gateway_app.create_app(gateway_settings(work), gc_tuning=tuning, tracer_provider=provider)
     return app, await lifespan(app), app.state.gateway
+
+
+def tracer_provider() -> Any:
+    """What ``OTEL_TRACES_EXPORTER=otlp`` builds (a batch span processor, every span sampled),
+    its exporter replaced by :class:`EncodingExporter`: the CPU of tracing without a network."""
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(EncodingExporter()))
+    return provider
+
+
+class EncodingExporter:
+    """A span exporter that encodes each batch as the OTLP exporter would (protobuf) and drops
+    the bytes."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: PLC0415
+            encode_spans,
+        )
+        from opentelemetry.sdk.trace.export import SpanExportResult  # noqa: PLC0415
+
+        encode_spans(spans).SerializeToString()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
 
 
 class HttpxFloor:
@@ -958,6 +993,7 @@ def report(r: dict[str, Any]) -> str:
         "gateway": "the gateway, route support-triage, every feature on",
         "gateway-passthrough": "the gateway, pass-through model",
         "gateway-gcdefault": "the gateway with Python's collector settings (no gc tuning)",
+        "gateway-tracing": "the gateway with tracing on (all sampled, OTLP encoded, not sent)",
     }
     for v, us in cpu.items():
         ratio = cpu["floor"] / us if us else 0
