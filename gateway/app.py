@@ -49,7 +49,7 @@ from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
-from gateway.relay import ChatRelay, error_reply
+from gateway.relay import Relay, error_reply
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import (
     Metrics,
@@ -144,7 +144,7 @@ class Gateway:
     upstreams: UpstreamPool
     metrics: Metrics
     telemetry: Telemetry
-    relay: ChatRelay
+    relay: Relay
     logger: Any
     quality: QualityMonitor
     shadow: ShadowRunner
@@ -218,7 +218,7 @@ def build_gateway(
         RecentRequests(settings.feedback_max_requests, settings.feedback_ttl_s),
     )
     shadow = ShadowRunner(upstreams, quality, metrics, logger, tracing=tracing)
-    relay = ChatRelay(
+    relay = Relay(
         config,
         latch,
         upstreams,

@@ -34,7 +34,12 @@ from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.redact import Redactor
 from gateway.upstream.slots import ConnectionSlots
-from gateway.upstream.stream_start import OpenedStream, read_first_event
+from gateway.upstream.stream_start import (
+    FirstEventCheck,
+    OpenedStream,
+    check_chat_first,
+    read_first_event,
+)
 from gateway.upstream.transport import (
     AiohttpTransport,
     HttpxTransport,
@@ -43,7 +48,10 @@ from gateway.upstream.transport import (
     TransportResponse,
 )
 
-__all__ = ["UpstreamAnswer", "UpstreamClient", "UpstreamPool"]
+__all__ = ["CHAT_PATH", "UpstreamAnswer", "UpstreamClient", "UpstreamPool"]
+
+CHAT_PATH = "/chat/completions"
+"""The chat completions endpoint under an upstream's ``base_url`` (the default path)."""
 
 _MAX_ERROR_BODY = 64 * 1024
 DEADLINE_READ_TIMEOUTS = 4
@@ -69,6 +77,8 @@ class UpstreamClient:
         "_redactor",
         "_slots",
         "_url",
+        "_urls",
+        "base_url",
         "deadline_s",
         "max_event_bytes",
         "name",
@@ -91,7 +101,9 @@ class UpstreamClient:
         ``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``), adapted."""
         self.name = name
         self._redactor = redactor or Redactor([api_key] if api_key else [])
-        self.url = self._url = config.base_url + "/chat/completions"
+        self.base_url = config.base_url
+        self.url = self._url = config.base_url + CHAT_PATH
+        self._urls = {CHAT_PATH: self._url}
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
         self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
@@ -125,9 +137,11 @@ class UpstreamClient:
         *,
         request_id: str,
         stream: bool = False,
+        path: str = CHAT_PATH,
         trace_headers: Mapping[str, str] | None = None,
     ) -> UpstreamAnswer:
-        """POST a chat completion and read the answer in full, within ``deadline_s``.
+        """POST a chat completion (or another operation: ``path`` under the upstream's
+        ``base_url``, e.g. ``/responses``) and read the answer in full, within ``deadline_s``.
 
         ``stream`` must be false (kept for callers that say so; streams use
         :meth:`open_stream`). ``trace_headers`` are sent along (W3C trace context).
@@ -145,7 +159,7 @@ class UpstreamClient:
         await slots.acquire()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body, trace_headers)
+                response = await self._post(request_id, body, path, trace_headers)
                 try:
                     content = await response.read()
                 except BaseException:
@@ -164,10 +178,13 @@ class UpstreamClient:
         body: bytes,
         *,
         request_id: str,
+        path: str = CHAT_PATH,
+        check_first: FirstEventCheck = check_chat_first,
         trace_headers: Mapping[str, str] | None = None,
     ) -> OpenedStream:
-        """POST a streaming chat completion and read it up to its first data event, within
-        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller must
+        """POST a streaming chat completion (or another operation at ``path``) and read it up to
+        its first data event, within ``deadline_s``; ``check_first`` judges that event (see
+        :mod:`gateway.upstream.stream_start`); ``trace_headers`` are sent along. The caller must
         :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
         connection slot back).
 
@@ -181,9 +198,11 @@ class UpstreamClient:
         handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body, trace_headers)
+                response = await self._post(request_id, body, path, trace_headers)
                 try:
-                    opened = await read_first_event(response, self.name, self.max_event_bytes)
+                    opened = await read_first_event(
+                        response, self.name, self.max_event_bytes, check_first
+                    )
                 except BaseException:
                     await response.aclose()
                     raise
@@ -205,7 +224,11 @@ class UpstreamClient:
         )
 
     async def _post(
-        self, request_id: str, body: bytes, trace_headers: Mapping[str, str] | None = None
+        self,
+        request_id: str,
+        body: bytes,
+        path: str,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> TransportResponse:
         """The response of a 2xx answer, body unread. Raises TransportError,
         UpstreamStatusError."""
@@ -213,7 +236,10 @@ class UpstreamClient:
         headers["x-request-id"] = request_id
         if trace_headers:
             headers.update(trace_headers)
-        response = await self.transport.post(self._url, headers, body)
+        url = self._urls.get(path)
+        if url is None:  # one per operation, built once
+            url = self._urls[path] = self.base_url + path
+        response = await self.transport.post(url, headers, body)
         if response.status >= 300:
             raise await self._status_error(response)
         return response
