@@ -489,3 +489,20 @@ async def test_with_tracing_off_log_lines_carry_no_trace_ids(
     ]
     assert "trace_id" not in completed
     assert "span_id" not in completed
+
+
+async def test_the_provider_and_address_come_from_the_upstreams_config(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    other = "  other:\n    base_url: https://api.mistral.ai/v1\n    provider: mistral_ai\n"
+    routes = routes_text(candidate_upstream="other", extra_upstreams=other)
+    async with in_process_gateway(
+        tmp_path, Upstream(), routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        await g.chat()
+    (client,) = by_name(exporter.get_finished_spans(), f"chat {CANDIDATE}")
+    assert client.attributes is not None
+    assert client.attributes["gen_ai.provider.name"] == "mistral_ai"
+    assert client.attributes["server.address"] == "api.mistral.ai"
+    assert client.attributes["server.port"] == 443
+    assert client.attributes["gateway.upstream"] == "other"
