@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = loadavg()
     for r in range(args.rounds):
+        order = list(rows) if r % 2 == 0 else list(reversed(rows))  # no row always goes first
         for kind in ("unary", "stream"):
-            for name, (tree, variant) in rows.items():
+            for name in order:
+                tree, variant = rows[name]
                 us = measure(tree, variant, stream=kind == "stream")
                 runs[kind].setdefault(name, []).append(round(us, 1))
                 print(f"round {r + 1} {kind} {name}: {us:.1f} µs", file=sys.stderr, flush=True)
@@ -121,9 +123,10 @@ def report(r: dict[str, Any]) -> str:
         "",
         "CPU µs per request (unary: 10,000 requests after 3,000 warm-up; stream: 2,000 streams "
         "of 20 chunks after 500), `bench.profile_inprocess worker`, a fresh process per "
-        "measurement, the three rows interleaved round by round. `before`: the gateway before "
-        "tracing; `off`: with tracing, no `OTEL_*` variables; `on`: every request sampled, a "
-        "server span and a client span, encoded as OTLP protobuf by a batch processor (not sent).",
+        "measurement, the three rows interleaved, in reverse order every other round. `before`: "
+        "the gateway before tracing; `off`: with tracing, no `OTEL_*` variables; `on`: every "
+        "request sampled, a server span and a client span, encoded as OTLP protobuf by a batch "
+        "processor (not sent).",
         "",
         "| | before | off | off − before | on | on − off |",
         "| --- | --: | --: | --: | --: | --: |",
