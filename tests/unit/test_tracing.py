@@ -506,3 +506,52 @@ async def test_the_provider_and_address_come_from_the_upstreams_config(
     assert client.attributes["server.address"] == "api.mistral.ai"
     assert client.attributes["server.port"] == 443
     assert client.attributes["gateway.upstream"] == "other"
+
+
+_PROBE = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from gateway.telemetry.tracing import provider_from_environment
+
+if sys.argv[1] == "instrumented":  # as opentelemetry-instrument leaves the process
+    trace.set_tracer_provider(TracerProvider())
+before = trace.get_tracer_provider()
+provider, owned = provider_from_environment(dict(a.split("=", 1) for a in sys.argv[2:]))
+name = None if provider is None else str(provider.resource.attributes["service.name"])
+service = name and name.split(":")[0]
+current = trace.get_tracer_provider()
+print(type(provider).__name__, owned, provider is before, current is provider, service)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "printed"),
+    [
+        (["plain"], "NoneType False False False None"),
+        (["plain", "OTEL_TRACES_EXPORTER=none"], "NoneType False False False None"),
+        # Built from the environment, owned, and made the process's provider.
+        (
+            ["plain", "OTEL_TRACES_EXPORTER=console"],
+            "TracerProvider True False True llm-flag-gateway",
+        ),
+        # Under opentelemetry-instrument: its provider is used, not replaced nor shut down.
+        (["instrumented"], "TracerProvider False True True unknown_service"),
+    ],
+)
+def test_the_provider_comes_from_the_environment_or_the_process(
+    argv: list[str], printed: str
+) -> None:
+    """In a child process: the global tracer provider can be set once per process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.stdout.strip() == printed
