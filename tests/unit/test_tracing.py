@@ -528,8 +528,6 @@ print(type(provider).__name__, owned, provider is before, current is provider, s
 @pytest.mark.parametrize(
     ("argv", "printed"),
     [
-        (["plain"], "NoneType False False False None"),
-        (["plain", "OTEL_TRACES_EXPORTER=none"], "NoneType False False False None"),
         # Built from the environment, owned, and made the process's provider.
         (
             ["plain", "OTEL_TRACES_EXPORTER=console"],
