@@ -9,6 +9,7 @@ raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Lit
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
-from gateway.telemetry.tracing import Tracing, provider_from_environment
+from gateway.telemetry.tracing import Tracing, exporter_names, provider_from_environment
 from gateway.upstream import UpstreamPool
 
 __all__ = [
@@ -177,8 +178,11 @@ def build_gateway(
     settings: Settings, config: GatewayConfig | None = None, *, tracing: Tracing | None = None
 ) -> Gateway:
     """Build the parts (``tracing``: None when off). Raises
-    :class:`~gateway.errors.ConfigError` on any invalid setting."""
+    :class:`~gateway.errors.ConfigError` on any invalid setting, ``OTEL_TRACES_EXPORTER``
+    included (so ``gateway serve`` and ``check-config`` refuse it before any worker starts)."""
     config = config or load_config(settings.config)
+    if tracing is None:
+        exporter_names(os.environ)
     client_keys = settings.all_client_keys()
     admin_keys = settings.all_admin_keys()
     keys = KeyRing(

@@ -553,3 +553,25 @@ def test_the_provider_comes_from_the_environment_or_the_process(
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.stdout.strip() == printed
+
+
+def test_an_unknown_exporter_stops_the_gateway_before_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build_gateway`` is what ``gateway serve`` and ``check-config`` run first."""
+    from gateway.app import build_gateway
+    from gateway.settings import Settings
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(routes_text())
+    settings = Settings(
+        _env_file=None,
+        config=path,
+        allow_open_access=True,
+        flag_store=f"sqlite:///{tmp_path}/flags.db",
+    )
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(ConfigError, match="unknown exporter zipkin"):
+        build_gateway(settings)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert build_gateway(settings).tracing is None
