@@ -146,7 +146,11 @@ class Attempts:
                 )
             t0 = clock()
             try:
-                result = await self.attempt(op, variant, payload, request_id, stream, sent)
+                if span is None:
+                    result = await self.attempt(op, variant, payload, request_id, stream, sent)
+                else:  # current while it runs: HTTP client instrumentation nests under it
+                    with Tracing.current(span):
+                        result = await self.attempt(op, variant, payload, request_id, stream, sent)
             except asyncio.CancelledError as exc:
                 rec.upstream_seconds += clock() - t0
                 answered_by(rec, route, variant, decision)  # the log names who was asked

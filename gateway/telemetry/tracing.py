@@ -375,6 +375,15 @@ class Tracing:
         span.end()
 
     @staticmethod
+    def current(span: Span) -> Any:
+        """A context manager making ``span`` the current span (nothing recorded on it if the
+        body raises: :meth:`failed` says what failed), e.g. around an upstream call so that
+        an instrumented HTTP client's span (``opentelemetry-instrument``) is its child."""
+        return trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+
+    @staticmethod
     def failed(span: Span, exc: BaseException, description: str | None = None) -> None:
         """End an attempt's span as failed: ``error.type`` (:func:`error_type`) and an ERROR
         status whose description is the gateway's message (never a traceback)."""

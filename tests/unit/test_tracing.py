@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -56,11 +57,15 @@ class Upstream:
 
     def __init__(self, answer: Any = None) -> None:
         self.calls: list[tuple[str, httpx.Headers]] = []
+        self.current_spans: list[int] = []
+        """The span current in the gateway while it called (an HTTP client's instrumentation
+        would make its span a child of this one)."""
         self._answer = answer or (lambda request: httpx.Response(200, json=completion()))
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         model = json.loads(request.content)["model"]
         self.calls.append((model, request.headers))
+        self.current_spans.append(trace.get_current_span().get_span_context().span_id)
         response: httpx.Response = self._answer(request)
         return response
 
@@ -142,6 +147,7 @@ async def test_a_plain_request_is_a_server_span_in_the_callers_trace_with_one_cl
     ((_, sent),) = upstream.calls
     assert sent["traceparent"] == traceparent_of(client)
     assert sent["tracestate"] == "vendor=abc"
+    assert upstream.current_spans == [client.context.span_id]
 
 
 async def test_a_failover_is_two_client_spans_under_the_server_span(
