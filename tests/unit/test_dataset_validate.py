@@ -310,7 +310,8 @@ def test_errors_exit_1_and_json_lists_them_with_lines(tmp_path: Path) -> None:
         str(ROOT / "config" / "gateway.yaml"),
     )
     assert result.exit_code == 1
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
+    assert json.loads(result.stderr)["error"]["code"] == "invalid_data"
     assert [(p["line"], p["code"]) for p in report["problems"]] == [
         (11, "invalid_json"),
         (12, "label_outside_contract"),

@@ -16,7 +16,7 @@ from rich.text import Text
 from gateway.tools.cli.common import print_json
 from gateway.tools.evaluation.report import EvalReport, render_markdown, summary_rows
 
-__all__ = ["print_failed_gates", "write_and_print"]
+__all__ = ["failed_gates", "write_and_print"]
 
 
 def _report_table(report: EvalReport) -> Table:
@@ -50,10 +50,7 @@ def write_and_print(report: EvalReport, out: Path, as_json: bool) -> None:
     console.print(Text(f"reports: {out / 'report.md'}, {out / 'report.json'}"))
 
 
-def print_failed_gates(report: EvalReport) -> bool:
-    """Name each failed gate on stderr (also under ``--json``); whether any failed."""
-    failed = [gate for gate in report.gates if not gate.passed]
-    err = Console(stderr=True, highlight=False)
-    for gate in failed:
-        err.print(Text(f"gate {gate.name} failed: {gate.detail}", style="bold red"))
-    return bool(failed)
+def failed_gates(report: EvalReport) -> list[str]:
+    """``gate NAME failed: detail`` for each failed gate (the command reports them on stderr,
+    also under ``--json``)."""
+    return [f"gate {gate.name} failed: {gate.detail}" for gate in report.gates if not gate.passed]

@@ -26,7 +26,13 @@ import openai
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
 from gateway.config import Route
-from gateway.tools.exit_codes import EXIT_AUTH, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
+from gateway.tools.exit_codes import (
+    EXIT_AUTH,
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliError,
+)
 
 __all__ = [
     "ROUTE_METADATA_KEY",
@@ -50,12 +56,11 @@ _PAGE = 50
 _MAX_NEW_EVENTS = 10_000
 
 
-class JobAPIError(Exception):
+class JobAPIError(CliError):
     """An API call that failed, classified: ``exit_code``, ``message`` and a ``hint``."""
 
     def __init__(self, exit_code: int, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.exit_code, self.message, self.hint = exit_code, message, hint
+        super().__init__(message, hint, exit_code=exit_code)
 
 
 @contextmanager
