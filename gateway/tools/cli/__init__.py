@@ -29,6 +29,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="gateway",
     cls=GatewayGroup,
+    rich_markup_mode=None,
     help="Feature-flagged inference gateway: serve it, check its config, run its simulator.",
     no_args_is_help=True,
     add_completion=False,

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from gateway.tools.exit_codes import CliError
 
@@ -59,8 +59,44 @@ def report(error: CliError, *, as_json: bool) -> None:
     render(error, console)
 
 
+_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+"""What an option's value is called in help, by its Python type (click's classic names)."""
+
+
+class _Argument(TyperArgument):
+    """An argument whose help row shows its name and help, without a ``<type>`` column."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def plain_help(command: Any) -> None:
+    """Help without typer's ``<bool>``/``<str>`` type column, for ``command`` and every command
+    below it: an option that takes a value shows it as ``TEXT``, ``INTEGER``, ``NUMBER`` or
+    ``PATH`` (unless it declares its own ``metavar``), a flag and ``--help`` show nothing, an
+    argument is named in capitals (``ROUTE``) without a type."""
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            bare = "" if param.is_flag else param.bare_type()
+            bare = bare.removeprefix("list[").removesuffix("]")  # repeatable: one value each
+            param.metavar = _METAVARS.get(bare, bare.upper())
+
+
 class GatewayGroup(TyperGroup):
-    """The root command group: a :class:`CliError` from any command is reported here, once."""
+    """The root command group: a :class:`CliError` from any command is reported here, once;
+    help is plain (:func:`plain_help`; with the app's ``rich_markup_mode=None``, click's own
+    help layout, which wraps at the terminal's width and never cuts a default short)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context, not exported
         """Run the command; a :class:`CliError` becomes stderr output and its exit code."""
