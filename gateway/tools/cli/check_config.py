@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.config import GatewayConfig, Route
-from gateway.tools.cli.common import print_table
+from gateway.tools.cli.common import AsJson, print_json, print_table
 from gateway.tools.exit_codes import RejectedError
 
 __all__ = ["check_config_command", "config_warnings", "variants_table"]
@@ -67,27 +67,34 @@ def _role(route: Route, variant: str) -> str:
     return "fallback" if variant == route.fallback else "-"
 
 
+def _variant_rows(config: GatewayConfig) -> list[dict[str, Any]]:
+    return [
+        {
+            "route": route.name,
+            "variant": variant.name,
+            "role": _role(route, variant.name),
+            "upstream": variant.upstream,
+            "model": variant.model,
+            "few_shot": len(variant.few_shot),
+            "priced": variant.priced,
+        }
+        for route in config.routes.values()
+        for variant in route.variants.values()
+    ]
+
+
 def variants_table(config: GatewayConfig) -> Table:
     """One row a variant: route, variant, role, upstream, model, few-shot messages, priced."""
     table = Table(title=Text(f"{config.path}: valid"))
+    rows = _variant_rows(config)
     for column in ("route", "variant", "role", "upstream", "model", "few-shot", "priced"):
         table.add_column(column)
-    for route in config.routes.values():
-        for variant in route.variants.values():
-            table.add_row(
-                *(
-                    Text(cell)
-                    for cell in (
-                        route.name,
-                        variant.name,
-                        _role(route, variant.name),
-                        variant.upstream,
-                        variant.model,
-                        str(len(variant.few_shot)),
-                        "yes" if variant.priced else "no",
-                    )
-                )
-            )
+    for row in rows:
+        cells = [
+            *(str(value) for value in list(row.values())[:-1]),
+            "yes" if row["priced"] else "no",
+        ]
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
@@ -95,9 +102,13 @@ def check_config_command(
     path: Annotated[Path, typer.Argument(help="The routes file to validate.")] = Path(
         "config/gateway.yaml"
     ),
+    as_json: AsJson = False,
 ) -> None:
     """Validate a routes file without serving: every problem in one run (exit 1), then
-    warnings (a model without a price, an unset upstream key variable)."""
+    warnings (a model without a price, an unset upstream key variable).
+
+    --json prints {"path", "variants": [{route, variant, role, upstream, model, few_shot,
+    priced}], "warnings": [...]}; problems go to stderr as one JSON object."""
     from gateway.config import check_config  # noqa: PLC0415 -- keep `gateway --help` fast
 
     config, problems = check_config(path)
@@ -108,8 +119,12 @@ def check_config_command(
             code="invalid_config",
             problems=problems,
         )
+    warnings = config_warnings(config, os.environ)
+    if as_json:
+        print_json({"path": str(path), "variants": _variant_rows(config), "warnings": warnings})
+        return
     print_table(variants_table(config))
     err = Console(stderr=True, highlight=False)
     err.soft_wrap = not err.is_terminal
-    for warning in config_warnings(config, os.environ):
+    for warning in warnings:
         err.print(Text("warning: ", style="yellow") + Text(warning))

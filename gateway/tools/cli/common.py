@@ -98,5 +98,4 @@ def print_table(table: Table, console: Console | None = None) -> None:
     if out.is_terminal:
         out.print(table)
         return
-    for line in table_lines(table):
-        out.out(line, highlight=False)
+    out.file.write("".join(line + "\n" for line in table_lines(table)))  # tabs kept as tabs
