@@ -40,8 +40,8 @@ def _routes() -> list[dict[str, Any]]:
 
 
 def test_a_table_without_a_terminal_prints_whole_values_one_row_a_line() -> None:
-    out = io.StringIO()
-    print_table(routes_table(_routes()), Console(file=out, width=40, force_terminal=False))
+    out = io.StringIO()  # FORCE_COLOR asks for colour; it does not make a pipe a terminal
+    print_table(routes_table(_routes()), Console(file=out, width=40, force_terminal=True))
     lines = out.getvalue().splitlines()
     assert len(lines) == 3
     assert lines[0].split("\t")[:4] == ["route", "status", "enabled", "weight"]
@@ -50,9 +50,14 @@ def test_a_table_without_a_terminal_prints_whole_values_one_row_a_line() -> None
     assert sum(LONG in line for line in lines) == 1  # `| grep -c NAME` counts it
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_a_table_on_a_terminal_stays_a_table() -> None:
-    out = io.StringIO()
-    print_table(routes_table(_routes()), Console(file=out, width=200, force_terminal=True))
+    out = _Terminal()
+    print_table(routes_table(_routes()), Console(file=out, width=200))
     assert "\t" not in out.getvalue()
     assert "┃" in out.getvalue() or "│" in out.getvalue()
 
@@ -160,3 +165,24 @@ def test_demo_takes_its_port_from_gateway_port(monkeypatch: Any) -> None:
     assert result.exit_code == 0, result.output
     assert seen["port"] == 9444
     assert seen["routes"]["upstreams"]["simulator"]["base_url"] == "http://127.0.0.1:9555/v1"
+
+
+def test_a_routes_file_that_cannot_be_read_is_usage_and_an_invalid_one_is_a_data_error(
+    tmp_path: Path,
+) -> None:
+    """One rule for every command reading a routes file: 2 when it cannot be opened, 1 when
+    its content is invalid (every problem listed)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstreams: {}\nroutes: {}\n")
+    absent = tmp_path / "absent.yaml"
+    train = REPO_CONFIG.parent / "examples" / "data" / "support_train.jsonl"
+    runner = CliRunner()
+    for path, code in ((absent, 2), (bad, 1)):
+        checked = runner.invoke(app, ["check-config", str(path)])
+        assert checked.exit_code == code, checked.output
+        validated = runner.invoke(
+            app, ["dataset", "validate", str(train), "--route", ROUTE, "--config", str(path)]
+        )
+        assert validated.exit_code == code, validated.output
+        assert str(path) in validated.stderr
+    assert "upstreams" in runner.invoke(app, ["check-config", str(bad)]).stderr

@@ -1,10 +1,10 @@
 """``gateway check-config``: every problem of a routes file in one run, and what to watch for.
 
-Problems (exit 1) come from :func:`gateway.config.check_config`: schema errors and
-cross-reference errors together, each as ``FILE: key.path: what is wrong (fix)``. Warnings
-(exit 0) come from :func:`config_warnings`: a model without a price (its cost is logged as
-``null`` and counts nothing in ``gateway_cost_usd_total``) and an upstream key variable that is
-not set here.
+Problems (exit 1; a file that cannot be opened: exit 2) come from
+:func:`gateway.config.check_config`: schema errors and cross-reference errors together, each
+as ``FILE: key.path: what is wrong (fix)``. Warnings (exit 0) come from
+:func:`config_warnings`: a model without a price (its cost is logged as ``null`` and counts
+nothing in ``gateway_cost_usd_total``) and an upstream key variable that is not set here.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.config import GatewayConfig, Route
-from gateway.tools.cli.common import AsJson, print_json, print_table
-from gateway.tools.exit_codes import RejectedError
+from gateway.tools.cli.common import AsJson, load_routes, print_json, print_table
 
 __all__ = ["check_config_command", "config_warnings", "variants_table"]
 
@@ -109,16 +108,7 @@ def check_config_command(
 
     --json prints {"path", "variants": [{route, variant, role, upstream, model, few_shot,
     priced}], "warnings": [...]}; problems go to stderr as one JSON object."""
-    from gateway.config import check_config  # noqa: PLC0415 -- keep `gateway --help` fast
-
-    config, problems = check_config(path)
-    if config is None:
-        raise RejectedError(
-            f"{path}: invalid routes file ({len(problems)} problem(s))",
-            "fix every problem listed and run check-config again",
-            code="invalid_config",
-            problems=problems,
-        )
+    config = load_routes(path, where="PATH")
     warnings = config_warnings(config, os.environ)
     if as_json:
         print_json({"path": str(path), "variants": _variant_rows(config), "warnings": warnings})

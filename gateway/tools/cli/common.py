@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, RenderableType
@@ -20,6 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.tools.cli.failure import remember_json
+from gateway.tools.exit_codes import RejectedError, UsageError
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -27,6 +31,7 @@ __all__ = [
     "AsJson",
     "ConfigOpt",
     "command_group",
+    "load_routes",
     "print_json",
     "print_table",
     "table_lines",
@@ -90,12 +95,49 @@ def table_lines(table: Table) -> Iterable[str]:
         yield "\t".join(_plain(column[row]) if row < len(column) else "" for column in cells)
 
 
+def _is_tty(console: Console) -> bool:
+    """Whether ``console`` writes to a terminal (the file's own answer: ``FORCE_COLOR``, which
+    asks for colour, does not make a pipe a terminal)."""
+    try:
+        return console.file.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
+
 def print_table(table: Table, console: Console | None = None) -> None:
     """Print ``table`` for people (a ``rich`` table) on a terminal; otherwise, for scripts and
     pipes, as :func:`table_lines` (whole values: ``gateway flags list | grep ROUTE`` finds the
     route, where a table sized to 80 columns would cut it)."""
     out = console or Console(highlight=False)
-    if out.is_terminal:
+    if _is_tty(out):
         out.print(table)
         return
     out.file.write("".join(line + "\n" for line in table_lines(table)))  # tabs kept as tabs
+
+
+def load_routes(path: Path, *, where: str = "--config (GATEWAY_CONFIG)") -> GatewayConfig:
+    """The routes file at ``path``, resolved.
+
+    Raises:
+        UsageError: ``path`` cannot be opened (exit 2: give ``where`` another path).
+        RejectedError: the file has problems (exit 1), every one listed
+            (:func:`gateway.config.check_config`).
+    """
+    from gateway.config import check_config  # noqa: PLC0415 -- keep `gateway --help` fast
+
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the routes file {path} ({exc.strerror})", f"give {where} a routes file"
+        ) from None
+    config, problems = check_config(path)
+    if config is None:
+        raise RejectedError(
+            f"{path}: invalid routes file ({len(problems)} problem(s))",
+            "fix every problem listed (gateway check-config PATH checks the file alone)",
+            code="invalid_config",
+            problems=problems,
+        )
+    return config

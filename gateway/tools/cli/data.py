@@ -25,14 +25,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
+from gateway.config import GatewayConfig
 from gateway.tools.cli.common import (
     DEFAULT_CONFIG,
     DEFAULT_URL,
     AsJson,
     ConfigOpt,
     command_group,
+    load_routes,
     print_json,
 )
 from gateway.tools.exit_codes import InterruptedRunError, RejectedError, UsageError
@@ -73,18 +73,12 @@ def _route(config_path: Path, route: str) -> tuple[GatewayConfig, RouteExpectati
 
     Raises:
         RejectedError: the routes file is invalid (exit 1; every problem listed).
+        UsageError: it cannot be read (exit 2).
         UnknownRouteError: no such route (exit 2).
     """
     from gateway.tools.evaluation.dataset import route_expectations  # noqa: PLC0415
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise RejectedError(
-            f"{config_path}: invalid routes file",
-            "fix the routes file (gateway check-config lists every problem) or give --config",
-            problems=exc.problems,
-        ) from None
+    config = load_routes(config_path)
     return config, route_expectations(config, route)
 
 

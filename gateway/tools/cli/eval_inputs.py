@@ -14,11 +14,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from gateway.config import GatewayConfig, Route, load_config
-from gateway.errors import ConfigError
+from gateway.config import GatewayConfig, Route
+from gateway.tools.cli.common import load_routes
 from gateway.tools.evaluation.heldout_examples import DatasetError, Example, read_examples
 from gateway.tools.evaluation.heldout_state import Plan, plan_run, read_state
-from gateway.tools.exit_codes import RejectedError, UsageError
+from gateway.tools.exit_codes import UsageError
 
 __all__ = ["load_examples", "load_route", "resume", "sha256"]
 
@@ -31,16 +31,9 @@ def load_route(config_path: Path, route_name: str) -> tuple[GatewayConfig, Route
 
     Raises:
         RejectedError: the routes file is invalid (exit 1; every problem listed).
-        UsageError: it has no such route (exit 2).
+        UsageError: it cannot be read, or has no such route (exit 2).
     """
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise RejectedError(
-            f"{config_path}: invalid routes file",
-            "fix the routes file (gateway check-config lists every problem) or give --config",
-            problems=exc.problems,
-        ) from None
+    config = load_routes(config_path)
     route = config.routes.get(route_name)
     if route is None or route.passthrough:
         known = ", ".join(name for name, r in config.routes.items() if not r.passthrough)
