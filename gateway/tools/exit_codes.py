@@ -8,7 +8,7 @@ The rule, for every command:
       file's content is invalid (routes file, training data, held-out set), a job failed, or
       a gate failed
 2     usage only: bad options or arguments (typer's own, a bad ``--weight`` or ``--url``, an
-      unknown ``--route``, a file that does not exist or cannot be read, a missing key option)
+      unknown ``--route``, a file that does not exist or cannot be read)
 3     the gateway or the API could not be reached, or answered 5xx
 4     conflict (409): the flag changed since it was read, or is not in the state required
 5     authentication (401, 403): no key, a wrong one, or one not allowed to do this

@@ -186,3 +186,24 @@ def test_a_routes_file_that_cannot_be_read_is_usage_and_an_invalid_one_is_a_data
         assert validated.exit_code == code, validated.output
         assert str(path) in validated.stderr
     assert "upstreams" in runner.invoke(app, ["check-config", str(bad)]).stderr
+
+
+def test_finetune_without_an_api_key_is_an_auth_error_like_every_missing_key() -> None:
+    """No key is exit 5 (auth) in every command: ``eval`` and ``flags`` did so already."""
+    from tests.cli_inprocess import run_cli
+
+    train = REPO_CONFIG.parent / "examples" / "data" / "support_train.jsonl"
+    run = run_cli(
+        "finetune",
+        "create",
+        "--route",
+        ROUTE,
+        "--training-file",
+        str(train),
+        "--config",
+        str(REPO_CONFIG / "gateway.yaml"),
+        "--json",
+        env={},
+    )
+    assert run.code == 5, run.err
+    assert json.loads(run.err)["error"]["message"] == "no API key"

@@ -12,8 +12,8 @@ and status and, with ``--register``, makes the fine-tuned model the route's cand
 
 Exit codes (``gateway.tools.exit_codes``): 0 success (warnings allowed); 1 the data or the
 routes file has errors, the job failed or was cancelled, or the API rejected a request; 2 wrong
-usage (unknown route, a file that cannot be read, no API key); 3 the API or the gateway could
-not be reached or answered 5xx; 5 a key was refused (401/403); 130 interrupted.
+usage (unknown route, a file that cannot be read); 3 the API or the gateway could
+not be reached or answered 5xx; 5 no key, or a key was refused (401/403); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = ["dataset_app", "finetune_app"]
 _EXITS = (
     "Exit codes: 0 ok (warnings allowed); 1 data errors, job failed or cancelled, or request "
     "rejected; 2 usage (options, unknown route, unreadable file); 3 API or gateway unreachable "
-    "or 5xx; 5 key refused; 130 interrupted."
+    "or 5xx; 5 key missing or refused; 130 interrupted."
 )
 
 dataset_app = command_group("dataset", "Check fine-tuning data before paying for a job. " + _EXITS)
