@@ -34,6 +34,7 @@ from gateway.tools.cli.common import (
     command_group,
     load_routes,
     print_json,
+    print_table,
 )
 from gateway.tools.exit_codes import InterruptedRunError, RejectedError, UsageError
 
@@ -124,7 +125,8 @@ def validate(
     if as_json:
         print_json(result.to_json())
     else:
-        print_validation(Console(highlight=False, soft_wrap=True), result)
+        out = Console(highlight=False, soft_wrap=True)
+        print_validation(out, result, lambda table: print_table(table, out))
     if not result.ok:
         raise RejectedError(
             f"{file}: {result.errors} error(s) in the data",
@@ -176,7 +178,8 @@ def create(
             err = Console(stderr=True, highlight=False, soft_wrap=True)
             for result in bad:
                 err.print(Text(f"{result.file}: {result.errors} error(s)", style="bold"))
-                print_problems(err, [p for p in result.problems if p.severity == "error"], {})
+                found = [p for p in result.problems if p.severity == "error"]
+                print_problems(err, found, {}, lambda table: print_table(table, err))
         errors = sum(r.errors for r in bad)
         raise RejectedError(
             f"refusing to fine-tune: {errors} error(s) in the data",
