@@ -207,3 +207,19 @@ def test_finetune_without_an_api_key_is_an_auth_error_like_every_missing_key() -
     )
     assert run.code == 5, run.err
     assert json.loads(run.err)["error"]["message"] == "no API key"
+
+
+def test_serve_follows_the_rule_for_its_routes_file(tmp_path: Path) -> None:
+    """``serve``: a routes file that cannot be opened is usage (2), an invalid one 1, with
+    every problem listed; nothing is started either way."""
+    from tests.cli_inprocess import run_cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstreams: {}\nroutez: {}\n")
+    missing = run_cli("serve", env={"GATEWAY_CONFIG": str(tmp_path / "absent.yaml")})
+    assert missing.code == 2, missing.err
+    assert "cannot read the routes file" in missing.err
+    invalid = run_cli("serve", env={"GATEWAY_CONFIG": str(bad)})
+    assert invalid.code == 1, invalid.err
+    problems = [line for line in invalid.err.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 2, invalid.err

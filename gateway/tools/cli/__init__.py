@@ -22,7 +22,7 @@ from gateway.tools.cli.demo import demo_command
 from gateway.tools.cli.eval import EVAL_EPILOG, eval_command
 from gateway.tools.cli.failure import GatewayGroup
 from gateway.tools.cli.flags import flags_app
-from gateway.tools.exit_codes import RejectedError
+from gateway.tools.exit_codes import RejectedError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -75,6 +75,7 @@ def _validated_settings() -> Settings:
     """Load settings, routes file and keys once before forking workers.
 
     Raises:
+        UsageError: the routes file cannot be opened (exit 2).
         RejectedError: invalid settings, routes file or keys (exit 1; every problem listed).
     """
     from gateway.app import build_gateway  # noqa: PLC0415
@@ -82,15 +83,30 @@ def _validated_settings() -> Settings:
 
     try:
         settings = load_settings()
+    except ConfigError as exc:
+        raise _cannot_start(exc) from None
+    try:
+        with settings.config.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the routes file {settings.config} ({exc.strerror})",
+            "give --config (GATEWAY_CONFIG) a routes file",
+        ) from None
+    try:
         build_gateway(settings)
     except ConfigError as exc:
-        raise RejectedError(
-            "gateway: cannot start",
-            "fix every problem listed (gateway check-config PATH checks a routes file)",
-            code="invalid_config",
-            problems=exc.problems,
-        ) from None
+        raise _cannot_start(exc) from None
     return settings
+
+
+def _cannot_start(exc: ConfigError) -> RejectedError:
+    return RejectedError(
+        "gateway: cannot start",
+        "fix every problem listed (gateway check-config PATH checks a routes file alone)",
+        code="invalid_config",
+        problems=exc.problems,
+    )
 
 
 @app.command()
