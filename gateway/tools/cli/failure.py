@@ -5,8 +5,9 @@ Every ``gateway`` command runs inside :class:`GatewayGroup` (the root command gr
 its code. For people (:func:`render`): ``error (status): message`` in red, every problem on its
 own line, the details (e.g. the flag as it is now), then ``what to do: hint``. With ``--json``
 (any command's ``--json`` option, remembered by :func:`remember_json` in the command context's
-shared ``meta``): one
-JSON object on one line, :meth:`CliError.to_json`. No traceback is ever printed.
+shared ``meta``): one JSON object on one line, :meth:`CliError.to_json`. No traceback is ever
+printed. The same group makes every command's help plain
+(:func:`~gateway.tools.cli.help_format.plain_help`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.core import TyperGroup
 
+from gateway.tools.cli.help_format import plain_help
 from gateway.tools.exit_codes import CliError
 
 __all__ = ["JSON_META_KEY", "GatewayGroup", "remember_json", "render", "report"]
@@ -57,36 +59,6 @@ def report(error: CliError, *, as_json: bool) -> None:
     console = Console(stderr=True, highlight=False)
     console.soft_wrap = not console.is_terminal
     render(error, console)
-
-
-_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
-"""What an option's value is called in help, by its Python type (click's classic names)."""
-
-
-class _Argument(TyperArgument):
-    """An argument whose help row shows its name and help, without a ``<type>`` column."""
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None
-
-
-def plain_help(command: Any) -> None:
-    """Help without typer's ``<bool>``/``<str>`` type column, for ``command`` and every command
-    below it: an option that takes a value shows it as ``TEXT``, ``INTEGER``, ``NUMBER`` or
-    ``PATH`` (unless it declares its own ``metavar``), a flag and ``--help`` show nothing, an
-    argument is named in capitals (``ROUTE``) without a type."""
-    for sub in getattr(command, "commands", {}).values():
-        plain_help(sub)
-    help_option = command.get_help_option(typer.Context(command))
-    for param in [*command.params, *([help_option] if help_option else [])]:
-        if isinstance(param, TyperArgument):
-            param.__class__ = _Argument
-            if param.metavar is None and param.name:
-                param.metavar = param.name.upper()
-        elif isinstance(param, TyperOption) and param.metavar is None:
-            bare = "" if param.is_flag else param.bare_type()
-            bare = bare.removeprefix("list[").removesuffix("]")  # repeatable: one value each
-            param.metavar = _METAVARS.get(bare, bare.upper())
 
 
 class GatewayGroup(TyperGroup):
