@@ -11,11 +11,12 @@ objects: the request path reads them and never touches YAML or pydantic.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,6 +35,7 @@ __all__ = [
     "UpstreamConfig",
     "Variant",
     "VariantConfig",
+    "check_config",
     "load_config",
 ]
 
@@ -228,18 +230,138 @@ def load_config(path: Path) -> GatewayConfig:
     """Load, validate and resolve a routes file.
 
     Raises:
-        ConfigError: with every problem found, each naming the file and the key path.
+        ConfigError: with every problem found (:func:`check_config`), each naming the file and
+            the key path.
     """
-    raw = _read_yaml(path)
+    config, problems = check_config(path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(path: Path) -> tuple[GatewayConfig | None, list[str]]:
+    """The resolved routes file (``None`` when it has problems) and every problem found in one
+    pass: schema errors (unknown keys, values out of range, missing keys) and cross-reference
+    errors (unknown upstreams, prompt and few-shot files that cannot be read, candidate or
+    fallback not among the variants, ...), each as ``FILE: key.path: what (how to fix it)``.
+
+    Schema errors do not hide the cross-reference checks: the parts that failed validation are
+    set aside (:func:`_prune`) and the rest is checked, so one run reports all of them.
+    A file that cannot be read or parsed as YAML is the one problem reported.
+    """
+    try:
+        raw = _read_yaml(path)
+    except ConfigError as exc:
+        return None, list(exc.problems)
     try:
         parsed = RoutesFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(path, err) for err in exc.errors()]) from None
-    problems: list[str] = []
+        problems = [_describe(path, err) for err in exc.errors()]
+        _resolve(path, _salvage(raw), problems, _declared_names(raw))
+        return None, problems
+    problems = []
     routes = _resolve(path, parsed, problems)
     if problems:
-        raise ConfigError(problems)
-    return GatewayConfig(path=path, upstreams=parsed.upstreams, routes=routes, prices=parsed.prices)
+        return None, problems
+    config = GatewayConfig(
+        path=path, upstreams=parsed.upstreams, routes=routes, prices=parsed.prices
+    )
+    return config, []
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_MAX_PRUNE_ROUNDS = 8
+"""Rounds of setting invalid parts aside before the cross-reference checks give up."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """Names the file declares, valid or not: an upstream or variant that failed validation
+    still exists, so references to it are not reported as unknown."""
+
+    upstreams: frozenset[str]
+    variants: dict[str, frozenset[str]]
+
+
+def _declared_names(raw: Any) -> _Declared:
+    def keys(node: Any) -> frozenset[str]:
+        return frozenset(str(k) for k in node) if isinstance(node, dict) else frozenset()
+
+    routes = raw.get("routes") if isinstance(raw, dict) else None
+    variants = {
+        str(name): keys(route.get("variants"))
+        for name, route in (routes.items() if isinstance(routes, dict) else ())
+        if isinstance(route, dict)
+    }
+    return _Declared(keys(raw.get("upstreams")), variants)
+
+
+def _salvage(raw: Any) -> RoutesFile:
+    """The routes file without the parts that failed validation, for the cross-reference
+    checks: each upstream, price and route validated on its own, a route with its invalid keys
+    set aside (:func:`_pruned`). Only the first, whole-file validation's errors are reported."""
+
+    def each(section: str, model: type[_M]) -> dict[str, _M]:
+        node = raw.get(section)
+        parts = node.items() if isinstance(node, dict) else ()
+        valid = {str(name): _pruned(model, value) for name, value in parts}
+        return {name: part for name, part in valid.items() if part is not None}
+
+    passthrough = raw.get("passthrough")
+    return RoutesFile.model_construct(
+        upstreams=each("upstreams", UpstreamConfig),
+        routes=each("routes", RouteConfig),
+        prices=each("prices", Price),
+        passthrough={
+            str(upstream): [m for m in models if isinstance(m, str)]
+            for upstream, models in (passthrough.items() if isinstance(passthrough, dict) else ())
+            if isinstance(models, list)
+        },
+    )
+
+
+def _pruned(model: type[_M], raw: Any) -> _M | None:
+    """``raw`` validated as ``model``, after deleting what failed (a few rounds at most);
+    ``None`` when nothing valid is left."""
+    data = copy.deepcopy(raw)
+    for _ in range(_MAX_PRUNE_ROUNDS):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            if not _prune(data, exc.errors()):
+                return None
+    return None
+
+
+def _prune(data: Any, errors: list[Any]) -> bool:
+    """Delete what each error points at from ``data``: the offending key, or the object that
+    lacks a required key. Whether anything was deleted."""
+    deleted = False
+    for err in errors:
+        loc = tuple(err["loc"])
+        target = loc[:-1] if err["type"] == "missing" else loc
+        deleted |= _delete(data, target)
+    return deleted
+
+
+def _delete(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Delete the deepest mapping key along ``loc`` that exists in ``data``; list items take
+    their whole list along."""
+    node, found = data, []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            found.append((node, part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            break
+    if not found:
+        return False
+    parent, key = found[-1]
+    del parent[key]
+    return True
 
 
 def _read_yaml(path: Path) -> Any:
@@ -307,19 +429,27 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, Route]:
+def _resolve(
+    path: Path, parsed: RoutesFile, problems: list[str], declared: _Declared | None = None
+) -> dict[str, Route]:
+    """The resolved routes; every cross-reference problem appended to ``problems``.
+
+    ``declared``: the names the file declares when ``parsed`` lacks its invalid parts
+    (:func:`_salvage`), so that references to those are not reported as unknown.
+    """
     routes: dict[str, Route] = {}
     for name, rc in parsed.routes.items():
         where = f"{path}: routes.{name}"
+        variant_names = declared.variants.get(name, frozenset()) if declared else frozenset()
         for role in ("candidate", "fallback"):
             target = getattr(rc, role)
-            if target not in rc.variants:
+            if target not in rc.variants and target not in variant_names:
                 problems.append(
                     f"{where}.{role}: '{target}' is not a variant of this route "
                     f"(variants: {', '.join(rc.variants)})"
                 )
         variants = {
-            vname: _resolve_variant(path, parsed, name, vname, vc, problems)
+            vname: _resolve_variant(path, parsed, name, vname, vc, problems, declared)
             for vname, vc in rc.variants.items()
         }
         if rc.contract and rc.contract.labels is not None and not rc.contract.labels:
@@ -339,7 +469,7 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
             shadow=rc.shadow,
         )
     for upstream, models in parsed.passthrough.items():
-        if upstream not in parsed.upstreams:
+        if upstream not in parsed.upstreams and not (declared and upstream in declared.upstreams):
             problems.append(
                 f"{path}: passthrough.{upstream}: unknown upstream "
                 f"(upstreams: {', '.join(parsed.upstreams)})"
@@ -385,9 +515,11 @@ def _resolve_variant(
     name: str,
     vc: VariantConfig,
     problems: list[str],
+    declared: _Declared | None = None,
 ) -> Variant:
     where = f"{path}: routes.{route}.variants.{name}"
-    if vc.upstream not in parsed.upstreams:
+    known = declared.upstreams if declared else frozenset()
+    if vc.upstream not in parsed.upstreams and vc.upstream not in known:
         problems.append(
             f"{where}.upstream: unknown upstream '{vc.upstream}' "
             f"(upstreams: {', '.join(parsed.upstreams)})"
