@@ -138,8 +138,6 @@ def pause(
         ConflictError: ``ramp_stopped``: a rollback ended the ramp, or it never started.
     """
     why = _reason(reason)
-    if state.ramp_paused:
-        return state
     if state.status == "rolled_back" or state.ramp_step is None:
         raise ConflictError(
             f"Route '{state.route}': no ramp is running (rolled back, or never started); "
@@ -147,6 +145,8 @@ def pause(
             current=state,
             code="ramp_stopped",
         )
+    if state.ramp_paused:
+        return state
     return _next(state, actor, why, now, ramp_paused=True)
 
 

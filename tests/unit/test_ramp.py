@@ -266,10 +266,11 @@ def test_resume_starts_a_ramp_that_never_started() -> None:
 
 
 def test_pause_and_resume_refuse_a_stopped_ramp_and_need_a_reason() -> None:
+    for stopped in (flag(status="rolled_back"), flag(status="rolled_back", ramp_paused=True)):
+        with pytest.raises(ConflictError) as info:
+            ramp_changes.pause(stopped, ramp=RAMP, actor="ops", reason="x", now=T0)
+        assert info.value.code == "ramp_stopped"
     stopped = flag(status="rolled_back")
-    with pytest.raises(ConflictError) as info:
-        ramp_changes.pause(stopped, ramp=RAMP, actor="ops", reason="x", now=T0)
-    assert info.value.code == "ramp_stopped"
     with pytest.raises(ConflictError) as info:
         ramp_changes.resume(stopped, ramp=RAMP, actor="ops", reason="x", now=T0, baseline=0)
     assert info.value.code == "rolled_back"
