@@ -340,3 +340,34 @@ def test_a_route_without_a_ramp_has_none(
             f"/admin/flags/{ROUTE}", headers=ADMIN, json={"weight": 1, "reason": "r"}
         ).json()
         assert (patched["ramp_step"], patched["ramp_paused"]) == (None, False)
+
+
+def test_the_ramp_survives_a_restart(
+    in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    """The ramp's state is the flag's (in the store), its samples the rollout's route-wide
+    counts (in the store too): a gateway started again on the same store carries on."""
+    routes = routes_yaml(in_sim.url, weight=20_000, route_extra=RAMP)
+    with start_in_process(loop_thread, tmp_path, routes, in_sim, env=LOOPS_ASLEEP) as gw:
+        clock = Clock(T0)
+        gw.ipg.gw.ramper.clock = clock
+        look(gw)
+        clock.now = T0 + 60
+        climb_one_step(gw)
+        before = flag(gw)
+        assert before["ramp_step"] == 1
+        ask(gw, 40)
+        look(gw)
+        samples = ramp_view(gw)["samples"]
+        assert samples > 0
+    with start_in_process(loop_thread, tmp_path, routes, in_sim, env=LOOPS_ASLEEP) as gw:
+        gw.ipg.gw.ramper.clock = Clock(T0 + 90)
+        after = flag(gw)
+        assert {k: after[k] for k in after if k.startswith("ramp_")} == {
+            k: before[k] for k in before if k.startswith("ramp_")
+        }
+        assert after["weight"] == 50_000
+        look(gw)  # the counts come back from the store
+        view = ramp_view(gw)
+        assert (view["state"], view["step"], view["samples"]) == ("ramping", 1, samples)
+        assert view["dwell_remaining_s"] == before["ramp_step_started_at"] + 60 - (T0 + 90)
