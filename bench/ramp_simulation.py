@@ -77,7 +77,7 @@ SCENARIOS = (
         0.03,
         0.05,
         20,
-        5,
+        10,
         6 * 3600,
         101,
         "reaches 100% in >= 99% of runs; never rolled back in >= 95%",
@@ -87,7 +87,7 @@ SCENARIOS = (
         0.05,
         0.05,
         20,
-        5,
+        15,
         12 * 3600,
         102,
         "reaches 100% in >= 95% of runs",
@@ -97,7 +97,7 @@ SCENARIOS = (
         0.10,
         0.05,
         20,
-        5,
+        10,
         12 * 3600,
         103,
         "never passes the first step and is rolled back, in >= 99% of runs",
@@ -107,7 +107,7 @@ SCENARIOS = (
         0.03,
         0.05,
         1,
-        30,
+        60,
         48 * 3600,
         104,
         "reaches 100% (the time each step waits is the finding)",
@@ -117,7 +117,7 @@ SCENARIOS = (
         0.05,
         0.05,
         1,
-        60,
+        300,
         7 * 86400,
         105,
         "the time each step waits is the finding",
@@ -271,17 +271,17 @@ def write_results(out: Path, report: dict[str, Any]) -> None:
         "([guard_simulation.md](guard_simulation.md)); times here are late by at most one "
         "look.",
         "",
-        "| scenario | runs | reached 100% | passed the first step | rolled back (at step 1 / 2 "
+        "| scenario | look every | runs | reached 100% | passed the first step | rolled back (at step 1 / 2 "
         "/ 3) | time to 100%, minutes (median / p95 / max) | time at step 1, minutes "
         "(median / p95 / max) | time at step 2, minutes | time to rollback, minutes "
         "| candidate requests before rollback (median / p95) | requirement |",
-        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
     ]
     for r in report["results"]:
         at = r["rolled_back_at_step"]
         cand = r["candidate_requests_before_rollback"]
         lines.append(
-            f"| {r['scenario']} | {r['runs']:,} | {r['reached_100']:.1%} "
+            f"| {r['scenario']} | {r['look_s']:g} s | {r['runs']:,} | {r['reached_100']:.1%} "
             f"| {r['passed_first_step']:.1%} "
             f"| {r['rolled_back']:.1%} ({at['0']} / {at['1']} / {at['2']}) "
             f"| {_triple_min(r['seconds_to_100'])} | {_triple_min(r['seconds_at_step'][0])} "
