@@ -271,9 +271,12 @@ def write_results(out: Path, report: dict[str, Any]) -> None:
         "([guard_simulation.md](guard_simulation.md)); times here are late by at most one "
         "look.",
         "",
-        "| scenario | look every | runs | reached 100% | passed the first step | rolled back (at step 1 / 2 "
-        "/ 3) | time to 100%, minutes (median / p95 / max) | time at step 1, minutes "
-        "(median / p95 / max) | time at step 2, minutes | time to rollback, minutes "
+        "| scenario | look every | runs | reached 100% | passed the first step "
+        "| rolled back (at step 1 / 2 / 3) "
+        "| time to 100%, minutes (median / p95 / max) "
+        "| time at step 1, minutes (median / p95 / max) "
+        "| time at step 2, minutes "
+        "| time to rollback, minutes "
         "| candidate requests before rollback (median / p95) | requirement |",
         "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
     ]
