@@ -58,6 +58,7 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
+from gateway.telemetry.ramp_metrics import RampMetrics
 from gateway.upstream import UpstreamPool
 
 __all__ = [
@@ -224,6 +225,11 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         replica=flags.replica,
         tick_s=settings.guard_tick_s,
         evidence_route_wide=lambda: guard_runner.evidence_route_wide,
+        metrics=RampMetrics(
+            metrics.ramp_step,
+            metrics.ramp_state,
+            [n for n, r in config.routes.items() if r.ramp is not None],
+        ),
     )
     return Gateway(
         settings=settings,

@@ -32,6 +32,7 @@ from gateway.quality.late_break import split_alpha
 from gateway.quality.ramp import RampMove, decide_ramp
 from gateway.routing import FlagState
 from gateway.tasks import cancel_and_wait
+from gateway.telemetry.ramp_metrics import RampMetrics
 
 __all__ = ["Ramper"]
 
@@ -56,6 +57,7 @@ class Ramper:
         replica: str,
         tick_s: float,
         evidence_route_wide: Callable[[], bool],
+        metrics: RampMetrics | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -76,6 +78,7 @@ class Ramper:
         """Unix seconds; public so that tests can hold the ramp's time still."""
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self._metrics = metrics
 
     def ramped(self, route: str) -> bool:
         return route in self._ramps
@@ -163,6 +166,8 @@ class Ramper:
     async def _act(self, route: str) -> FlagState | None:
         move = self.look(route)
         flag = self._flags.flag(route)
+        if move is not None and self._metrics is not None:
+            self._metrics.show(route, move.step, move.state)
         if move is None or flag is None or move.action not in ("advance", "start"):
             return None
         if move.action == "advance" and not self._route_wide():
@@ -217,6 +222,9 @@ class Ramper:
             replica=self._replica,
             evidence=evidence,
         )
+        after = self.look(route)
+        if self._metrics is not None and after is not None:
+            self._metrics.show(route, after.step, after.state)
         return state
 
     def _evidence(

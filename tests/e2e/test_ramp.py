@@ -176,6 +176,9 @@ def test_a_healthy_candidate_climbs_to_100_percent_by_itself_audited_at_every_st
     view = ramp_view(gw)
     assert view["state"] == "complete"
     assert view["steps"] == [20_000, 50_000, 100_000]
+    assert gw.ipg.metric("gateway_ramp_step", route=ROUTE) == 2
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE, state="complete") == 1
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE, state="ramping") == 0
     assert view["dwell_remaining_s"] == 0
 
     entries = audit(gw)
@@ -212,6 +215,7 @@ def test_a_bad_candidate_is_rolled_back_before_the_second_step(
     assert "rollback ended the ramp" in view["why"]
     ask(gw, 20)
     assert look(gw) == []  # a stopped ramp never moves
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE, state="stopped") == 1
 
     # release restarts the ramp at its first step, with a new rollout and a fresh clock
     in_sim.reset()
