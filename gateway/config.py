@@ -446,7 +446,7 @@ def _check_ramp(where: str, rc: RouteConfig, problems: list[str]) -> None:
     if rc.shadow is not None:
         problems.append(f"{where}.ramp: a route in shadow mode cannot ramp (remove one of them)")
     first = rc.ramp.steps[0]
-    if "weight" in rc.flag.model_fields_set and rc.flag.weight not in (0, first):
+    if "weight" in rc.flag.model_fields_set and rc.flag.weight != first:
         problems.append(
             f"{where}.flag.weight: the ramp starts at its first step ({first}); "
             "remove flag.weight or set it to the first step"

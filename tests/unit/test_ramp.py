@@ -114,6 +114,10 @@ def test_config_needs_an_enforcing_guard_and_the_first_step_as_weight(tmp_path: 
         tmp_path, "    flag: {weight: 30000}\n    guard: {}\n    ramp: {steps: [10000]}"
     )
     assert "routes.triage.flag.weight: the ramp starts at its first step (10000)" in weight
+    zero = problems(tmp_path, "    flag: {weight: 0}\n    guard: {}\n    ramp: {steps: [10000]}")
+    assert "routes.triage.flag.weight" in zero
+    same = load(tmp_path, "    flag: {weight: 10000}\n    guard: {}\n    ramp: {steps: ['10%']}")
+    assert same is not None
     shadow = problems(
         tmp_path, "    shadow: {share: 0.5}\n    guard: {}\n    ramp: {steps: [10000]}"
     )
