@@ -79,6 +79,7 @@ class Ramper:
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
         self._metrics = metrics
+        self._failing: dict[str, str] = {}
 
     def ramped(self, route: str) -> bool:
         return route in self._ramps
@@ -211,8 +212,11 @@ class Ramper:
         except ConflictError:
             return None  # another replica (or a person) wrote first: decide again next look
         except StoreUnavailableError as exc:
-            self._log.warning("ramp.write_failed", route=route, error=exc.message)
+            if self._failing.get(route) != exc.message:  # once per outage, not every look
+                self._log.warning("ramp.write_failed", route=route, error=exc.message)
+            self._failing[route] = exc.message
             return None
+        self._failing.pop(route, None)
         self._log.info(
             "ramp.advanced" if action == "ramp_advance" else "ramp.step_started",
             route=route,
