@@ -302,8 +302,9 @@ def write_results(out: Path, report: dict[str, Any]) -> None:
         "the difference must fall below it, which at 5% failure rates takes thousands of "
         "candidate outcomes. Later steps inherit that evidence (one rollout for the whole "
         "ramp), so they mostly wait for their dwell and samples.",
-        "* At low traffic the samples, not the dwell, set the pace: at 1 request/s a 10% step "
-        "sees 0.1 candidate answers a second.",
+        "* At low traffic the evidence sets the pace of the first step: at 1 request/s a 10% "
+        "step sees 0.1 candidate answers a second, so its 200 samples alone take 33 minutes, "
+        "and showing 'not worse' by 0.02 takes hours; the later steps wait about their dwell.",
         "* A candidate 5 points worse is never shown not worse, so it never leaves the first "
         "step; the guard's regression rule rolls it back.",
         "",
