@@ -12,6 +12,11 @@ release command; registering a candidate records it at weight 0 and leaves the f
 A write that changes nothing answers 200 with the unchanged flag (same version and ETag) and
 writes no audit entry.
 
+Progressive delivery: ``POST /admin/flags/{route}/ramp/pause`` and ``.../ramp/resume`` steer a
+route's ramp (same conventions: reason, compare-and-set; 422 ``no_ramp`` for a route without
+``ramp:``, 409 ``ramp_stopped`` to pause a ramp a rollback ended, 409 ``rolled_back`` to resume
+it), and ``GET /admin/routes`` shows each route's ``ramp`` (``None`` without one).
+
 Who serves what: ``GET /admin/routes`` lists, per route, each live replica's served version
 and source (from the replicas' heartbeats in the store), ``lagging`` when behind the newest;
 ``GET /admin/flags/{route}`` says in ``x-gateway-flag-source`` whether it shows the store's
