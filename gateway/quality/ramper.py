@@ -24,6 +24,7 @@ from typing import Any
 from gateway.config import GatewayConfig, GuardConfig, RampConfig
 from gateway.errors import ConflictError, NotFoundError, StoreUnavailableError
 from gateway.flags import ramp_changes
+from gateway.flags.changes import Action
 from gateway.flags.outcomes import OutcomeCounts
 from gateway.flags.service import FlagService
 from gateway.quality.guard import Guard
@@ -177,7 +178,7 @@ class Ramper:
         counts = self._counts(flag) or OutcomeCounts()
         now = self.clock()
         if move.action == "start":
-            action: Any = "ramp_start"
+            action: Action = "ramp_start"
             evidence = self._evidence(config, policy, flag, move, counts, now)
 
             def change(s: FlagState) -> FlagState:
