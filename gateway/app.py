@@ -46,6 +46,7 @@ from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
 from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
+from gateway.quality.ramper import Ramper
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay import Relay, error_reply
@@ -57,6 +58,7 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
+from gateway.telemetry.ramp_metrics import RampMetrics
 from gateway.upstream import UpstreamPool
 
 __all__ = [
@@ -129,6 +131,7 @@ class Gateway:
     guard_runner: GuardRunner
     latch: LatchedFlags
     replica: str
+    ramper: Ramper
 
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
@@ -213,6 +216,21 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         outcomes=open_outcome_store(settings.flag_store, namespace=settings.flag_store_namespace),
         webhook_url=settings.guard_webhook_url,
     )
+    ramper = Ramper(
+        config,
+        guard,
+        flags,
+        latch,
+        logger,
+        replica=flags.replica,
+        tick_s=settings.guard_tick_s,
+        evidence_route_wide=lambda: guard_runner.evidence_route_wide,
+        metrics=RampMetrics(
+            metrics.ramp_step,
+            metrics.ramp_state,
+            [n for n, r in config.routes.items() if r.ramp is not None],
+        ),
+    )
     return Gateway(
         settings=settings,
         config=config,
@@ -230,6 +248,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         guard_runner=guard_runner,
         latch=latch,
         replica=flags.replica,
+        ramper=ramper,
     )
 
 
@@ -255,11 +274,13 @@ def create_app(
         )
         await gw.flags.start()
         await gw.guard_runner.start()
+        await gw.ramper.start()
         if gc_tuning:
             tune_gc()
         try:
             yield
         finally:
+            await gw.ramper.stop()
             await gw.guard_runner.stop()
             await gw.shadow.aclose()
             await gw.flags.stop()

@@ -15,6 +15,8 @@ import copy
 import difflib
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -29,6 +31,7 @@ __all__ = [
     "GatewayConfig",
     "GuardConfig",
     "Price",
+    "RampConfig",
     "Route",
     "RoutesFile",
     "ShadowConfig",
@@ -120,6 +123,54 @@ class GuardConfig(_Strict):
     latency_slo_s: float | None = Field(None, gt=0)
 
 
+def _weight_value(value: Any) -> Any:
+    """A weight as written in the routes file: an integer (thousandths of a percent) or a
+    percentage string (``"10%"`` -> 10000, ``"0.5%"`` -> 500). Other values are left for
+    pydantic to refuse with the key's path."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            scaled = Decimal(value.strip()[:-1]) * 1000
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a percentage like '10%'") from None
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value!r}: 0.001% is the smallest step")
+        return int(scaled)
+    return value
+
+
+class RampConfig(_Strict):
+    """Progressive delivery: the guard raises the weight step by step by itself.
+
+    The rollout starts at ``steps[0]``; the guard moves to the next step once, at the current
+    step, there are ``min_samples`` candidate outcomes route-wide, ``min_dwell_s`` seconds have
+    passed, and the always-valid upper bound of the candidate's failure rate minus the
+    fallback's is below the guard's ``margin`` (:mod:`gateway.quality.ramp`).
+    """
+
+    steps: list[int] = Field(
+        min_length=1,
+        description="Weights in thousandths of a percent (or '10%'), strictly increasing, "
+        "each in (0, 100000].",
+    )
+    min_samples: int = Field(200, ge=1, description="Candidate outcomes needed at each step.")
+    min_dwell_s: float = Field(600.0, ge=0, description="Seconds each step lasts at least.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _percentages(cls, value: Any) -> Any:
+        return [_weight_value(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        for step in value:
+            if not 0 < step <= MAX_WEIGHT:
+                raise ValueError(f"each step must be in (0, {MAX_WEIGHT}], got {step}")
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"steps must be strictly increasing, got {value}")
+        return value
+
+
 class ShadowConfig(_Strict):
     """Serve the fallback; also ask the candidate, in the background, for a share of requests."""
 
@@ -152,6 +203,7 @@ class RouteConfig(_Strict):
         "record", description="fallback: answer from the fallback when a check fails"
     )
     shadow: ShadowConfig | None = None
+    ramp: RampConfig | None = None
 
 
 class Price(_Strict):
@@ -214,6 +266,7 @@ class Route:
     passthrough: bool = False
     on_violation: Literal["record", "fallback"] = "record"
     shadow: ShadowConfig | None = None
+    ramp: RampConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +505,8 @@ def _resolve(
             vname: _resolve_variant(path, parsed, name, vname, vc, problems, declared)
             for vname, vc in rc.variants.items()
         }
+        if rc.ramp is not None:
+            _check_ramp(where, rc, problems)
         if rc.contract and rc.contract.labels is not None and not rc.contract.labels:
             problems.append(f"{where}.contract.labels: empty list (list the allowed labels)")
         routes[name] = Route(
@@ -467,6 +522,7 @@ def _resolve(
             description=rc.description,
             on_violation=rc.on_violation,
             shadow=rc.shadow,
+            ramp=rc.ramp,
         )
     for upstream, models in parsed.passthrough.items():
         if upstream not in parsed.upstreams and not (declared and upstream in declared.upstreams):
@@ -506,6 +562,25 @@ def _resolve(
                 passthrough=True,
             )
     return routes
+
+
+def _check_ramp(where: str, rc: RouteConfig, problems: list[str]) -> None:
+    """A ramp needs a guard that acts (its evidence and margin decide each step, its rollback
+    ends the ramp) and starts the flag at its first step."""
+    assert rc.ramp is not None
+    if rc.guard is None or rc.guard.mode != "enforce":
+        problems.append(
+            f"{where}.ramp: a ramp needs a guard in enforce mode (add guard: {{mode: enforce}}: "
+            "its evidence decides each step and its rollback ends the ramp)"
+        )
+    if rc.shadow is not None:
+        problems.append(f"{where}.ramp: a route in shadow mode cannot ramp (remove one of them)")
+    first = rc.ramp.steps[0]
+    if "weight" in rc.flag.model_fields_set and rc.flag.weight != first:
+        problems.append(
+            f"{where}.flag.weight: the ramp starts at its first step ({first}); "
+            "remove flag.weight or set it to the first step"
+        )
 
 
 def _resolve_variant(

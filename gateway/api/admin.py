@@ -12,6 +12,11 @@ release command; registering a candidate records it at weight 0 and leaves the f
 A write that changes nothing answers 200 with the unchanged flag (same version and ETag) and
 writes no audit entry.
 
+Progressive delivery: ``POST /admin/flags/{route}/ramp/pause`` and ``.../ramp/resume`` steer a
+route's ramp (same conventions: reason, compare-and-set; 422 ``no_ramp`` for a route without
+``ramp:``, 409 ``ramp_stopped`` to pause a ramp a rollback ended, 409 ``rolled_back`` to resume
+it), and ``GET /admin/routes`` shows each route's ``ramp`` (``None`` without one).
+
 Who serves what: ``GET /admin/routes`` lists, per route, each live replica's served version
 and source (from the replicas' heartbeats in the store), ``lagging`` when behind the newest;
 ``GET /admin/flags/{route}`` says in ``x-gateway-flag-source`` whether it shows the store's
@@ -40,6 +45,7 @@ __all__ = [
     "FLAG_SOURCE_HEADER",
     "AuditPage",
     "FlagPatchRequest",
+    "RampRequest",
     "ReleaseRequest",
     "ReplicaView",
     "RollbackRequest",
@@ -133,6 +139,15 @@ class RouteView(msgspec.Struct):
     flag: FlagState | None
     guard: dict[str, Any] | None = None
     replicas: list[ReplicaView] = msgspec.field(default_factory=list)
+    ramp: dict[str, Any] | None = None
+    """``None`` without ``ramp:``, else :meth:`gateway.quality.ramper.Ramper.view`."""
+
+
+class RampRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/flags/{route}/ramp/pause`` and ``.../ramp/resume``."""
+
+    reason: str | None = None
+    version: int | None = None
 
 
 def replica_views(route: str, beats: list[ReplicaBeat], now: float) -> list[ReplicaView]:
@@ -235,6 +250,7 @@ def admin_handlers(gw: Any) -> list[Any]:
                     flag=flags.flag(name),
                     guard=gw.guard_state(name),
                     replicas=replica_views(name, beats, now),
+                    ramp=gw.ramper.view(name),
                 )
             )
         return views
@@ -355,6 +371,48 @@ def admin_handlers(gw: Any) -> list[Any]:
         )
         return flag_response(state)
 
+    @post(
+        "/admin/flags/{route:str}/ramp/pause",
+        summary="Pause the route's ramp (the guard stops raising the weight)",
+        guards=[require_admin],
+    )
+    async def pause_ramp(
+        request: Request[Any, Any, Any],
+        route: FromPath[str],
+        data: JSONBody[RampRequest | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[FlagState]:
+        who = actor(request)
+        data = RampRequest() if data is None else data  # no body: 422 for the missing reason
+        state = await gw.ramper.pause(
+            route,
+            actor=who,
+            reason=data.reason,
+            expected_version=_expected_version(if_match, data.version),
+        )
+        return flag_response(state)
+
+    @post(
+        "/admin/flags/{route:str}/ramp/resume",
+        summary="Resume the route's ramp at its step's weight (or start it at the first step)",
+        guards=[require_admin],
+    )
+    async def resume_ramp(
+        request: Request[Any, Any, Any],
+        route: FromPath[str],
+        data: JSONBody[RampRequest | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[FlagState]:
+        who = actor(request)
+        data = RampRequest() if data is None else data  # no body: 422 for the missing reason
+        state = await gw.ramper.resume(
+            route,
+            actor=who,
+            reason=data.reason,
+            expected_version=_expected_version(if_match, data.version),
+        )
+        return flag_response(state)
+
     @get("/admin/audit", summary="Flag changes, newest first", guards=[require_admin])
     async def audit(
         request: Request[Any, Any, Any],
@@ -371,5 +429,7 @@ def admin_handlers(gw: Any) -> list[Any]:
         rollback_flag,
         release_flag,
         register_candidate,
+        pause_ramp,
+        resume_ramp,
         audit,
     ]

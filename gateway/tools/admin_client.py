@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -125,6 +125,13 @@ class AdminClient:
         if weight is not None:
             body["weight"] = weight
         result: dict[str, Any] = self._call("POST", flag_path(route) + "/release", json=body)
+        return result
+
+    def ramp(self, route: str, action: Literal["pause", "resume"], reason: str) -> dict[str, Any]:
+        """``POST /admin/flags/{route}/ramp/pause`` or ``.../ramp/resume``; the new flag."""
+        result: dict[str, Any] = self._call(
+            "POST", f"{flag_path(route)}/ramp/{action}", json={"reason": reason}
+        )
         return result
 
     def audit(self, route: str, limit: int) -> list[dict[str, Any]]:

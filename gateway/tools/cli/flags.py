@@ -57,8 +57,11 @@ from gateway.tools.cli.flags_options import (
     session,
     weight_option,
 )
+from gateway.tools.cli.flags_ramp import ramp_app
 
 __all__ = ["flags_app"]
+
+flags_app.add_typer(ramp_app, name="ramp")
 
 
 @flags_app.command("list", epilog=EXIT_HELP)
