@@ -202,7 +202,19 @@
       p.mix.append(seg);
       parts.push(`${decision} ${(100 * share).toFixed(0)}%`);
     }
-    p.mixText.textContent = parts.join(", ") + ` of ${total} requests`;
+    let text = parts.join(", ") + ` of ${total} requests`;
+    const route = cards.get(name).route;
+    const cand = now.variants[route.candidate];
+    const candBefore = before && before.variants[route.candidate];
+    if (cand) {
+      const served = cand.requests - ((candBefore && candBefore.requests) || 0);
+      const answered = Object.entries(now.variants).reduce(
+        (sum, [v, s]) => sum + s.requests - ((before && before.variants[v] && before.variants[v].requests) || 0),
+        0
+      );
+      if (answered > 0) text += `; the candidate answered ${((100 * served) / answered).toFixed(0)}%`;
+    }
+    p.mixText.textContent = text;
   }
 
   function renderVariants(p, route, stats) {
@@ -258,7 +270,10 @@
     for (const q of points) top = Math.max(top, q.cand.upper || 0, q.fall.upper || 0, q.ceiling * 1.2);
     top = Math.min(1, top);
     const y = (v) => H - B - ((H - B - 4) * v) / top;
-    const x = (i) => L + ((W - L - 4) * i) / Math.max(1, HISTORY - 1);
+    // Time runs left to right from the first point; the axis spans at least a minute.
+    const t0 = points.length ? points[0].t : 0;
+    const span = points.length ? Math.max(60000, points[points.length - 1].t - t0) : 60000;
+    const x = (i) => L + ((W - L - 4) * (points[i].t - t0)) / span;
     chart.append(svg("rect", { x: L, y: 4, width: W - L - 4, height: H - B - 4, class: "frame" }));
     for (const tick of [0, top / 2, top]) {
       chart.append(svg("line", { x1: L, x2: W - 4, y1: y(tick), y2: y(tick), class: "grid" }));
