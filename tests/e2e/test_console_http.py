@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from gateway.settings import ConsoleSettings
 from tests.inprocess import (
     ADMIN_KEY,
     CLIENT_KEY,
@@ -256,3 +258,22 @@ async def test_pages_load_nothing_from_elsewhere(gw: InProcessGateway) -> None:
     assert "/admin/routes" in spec.json()["paths"]
     script = await gw.client.get("/admin/ui/static/console.js")
     assert re.findall(r"https?://(?!www\.w3\.org/2000/svg)", script.text) == []
+
+
+async def test_a_session_works_on_every_replica_sharing_the_secret(tmp_path: Path) -> None:
+    """With ``GATEWAY_CONSOLE__SESSION_SECRET`` set alike, a cookie opened on one replica is
+    accepted by another (same admin keys); a replica with its own random secret refuses it."""
+    shared = ConsoleSettings(session_secret=SecretStr("x" * 40))
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    async with (
+        in_process_gateway(tmp_path / "a", answer, console=shared) as first,
+        in_process_gateway(tmp_path / "b", answer, console=shared) as second,
+        in_process_gateway(tmp_path / "c", answer) as other,
+    ):
+        await log_in(first.client)
+        cookie = {"cookie": f"gateway_console={first.client.cookies['gateway_console']}"}
+        assert (await second.client.get("/admin/routes", headers=cookie)).status_code == 200
+        assert (await second.client.get("/admin/ui", headers=cookie)).status_code == 200
+        assert (await other.client.get("/admin/routes", headers=cookie)).status_code == 401
+        assert (await other.client.get("/admin/ui", headers=cookie)).status_code == 303

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from gateway.auth import AdminAuth, KeyRing
 from gateway.console.session import SessionCodec
 from gateway.errors import AuthenticationError, ConfigError, PermissionDeniedError
+from gateway.settings import load_settings
 
 CLIENT = {"web-app": "sk-client-web"}
 ADMIN = {"ops": "sk-admin-ops", "sre": "sk-admin-sre"}
@@ -170,3 +173,31 @@ def test_a_short_secret_is_a_config_error_and_none_means_random() -> None:
     cookie, _ = first.login("sk-admin-ops", None)
     assert first.session(cookie) is not None
     assert second.session(cookie) is None
+
+
+def test_console_settings_come_from_gateway_console_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``GATEWAY_CONSOLE__*`` sets the secret (hidden in reprs), the TTL and the Secure mode;
+    defaults: no secret, 8 hours, auto; a bad mode is a ConfigError naming the variable."""
+    for name in list(os.environ):
+        if name.upper().startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    defaults = load_settings().console
+    assert (defaults.session_secret, defaults.session_ttl_s, defaults.secure_cookie) == (
+        None,
+        28800.0,
+        "auto",
+    )
+    monkeypatch.setenv("GATEWAY_CONSOLE__SESSION_SECRET", "k" * 40)
+    monkeypatch.setenv("GATEWAY_CONSOLE__SESSION_TTL_S", "600")
+    monkeypatch.setenv("GATEWAY_CONSOLE__SECURE_COOKIE", "always")
+    console = load_settings().console
+    assert console.session_secret is not None
+    assert console.session_secret.get_secret_value() == "k" * 40
+    assert "kkkk" not in repr(console)
+    assert (console.session_ttl_s, console.secure_cookie) == (600.0, "always")
+    monkeypatch.setenv("GATEWAY_CONSOLE__SECURE_COOKIE", "sometimes")
+    with pytest.raises(ConfigError, match="GATEWAY_CONSOLE__SECURE_COOKIE"):
+        load_settings()
