@@ -160,6 +160,9 @@ def test_an_admin_runs_a_rollout_from_the_console(
     assert text(f"{card} h2") == ROUTE
     assert text(f'{card} [data-field="flag-weight"]') == "0%"
     assert text(f'{card} [data-field="ramp"]') == "no ramp"
+    for action in ("pause", "resume"):  # nothing to pause or resume without a ramp
+        button = browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="{action}"]')
+        assert not button.is_enabled()
     cookie = browser.get_cookie("gateway_console")
     assert cookie is not None
     assert cookie["httpOnly"] is True

@@ -123,13 +123,15 @@
     p.weight = el("input", { type: "text", class: "weight", "data-field": "weight-input", placeholder: "e.g. 10%", size: "8" });
     const button = (action, label, cls) =>
       el("button", { type: "button", "data-action": action, class: cls || "", text: label });
+    p.pause = button("pause", "Pause ramp");
+    p.resume = button("resume", "Resume ramp");
     const actions = el(
       "div",
       { class: "actions" },
       el("label", { text: "weight " }, p.weight),
       button("weight", "Set weight"),
-      button("pause", "Pause ramp"),
-      button("resume", "Resume ramp"),
+      p.pause,
+      p.resume,
       button("rollback", "Roll back", "danger"),
       button("release", "Release")
     );
@@ -163,14 +165,19 @@
   }
 
   function renderRamp(p, ramp) {
+    // Pause only a climbing ramp, resume only a held one; without a ramp, neither.
+    p.pause.disabled = !ramp || ramp.state !== "ramping";
+    p.resume.disabled = !ramp || !["paused", "stopped"].includes(ramp.state);
     if (!ramp) {
       p.ramp.textContent = "no ramp";
       return;
     }
     const steps = ramp.steps || [];
+    const at = steps.indexOf(ramp.weight);
+    const position = at >= 0 ? at : ramp.step;
     const bound = ramp.upper_bound === null || ramp.upper_bound === undefined ? "–" : ratio(ramp.upper_bound);
     p.ramp.textContent =
-      `ramp ${ramp.state}: step ${ramp.step + 1} of ${steps.length} (${steps.map(pct).join(" → ")}), ` +
+      `ramp ${ramp.state}: step ${position + 1} of ${steps.length} (${steps.map(pct).join(" → ")}), ` +
       `samples ${num(ramp.samples)} / ${num(ramp.min_samples)}, ` +
       `bound ${bound} vs margin ${ratio(ramp.margin)}, ` +
       `dwell left ${Math.max(0, Math.round(ramp.dwell_remaining_s || 0))} s`;
