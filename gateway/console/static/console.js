@@ -173,14 +173,14 @@
       return;
     }
     const steps = ramp.steps || [];
-    const at = steps.indexOf(ramp.weight);
-    const position = at >= 0 ? at : ramp.step;
+    const position = ramp.step; // 0-based
     const bound = ramp.upper_bound === null || ramp.upper_bound === undefined ? "–" : ratio(ramp.upper_bound);
     p.ramp.textContent =
       `ramp ${ramp.state}: step ${position + 1} of ${steps.length} (${steps.map(pct).join(" → ")}), ` +
       `samples ${num(ramp.samples)} / ${num(ramp.min_samples)}, ` +
       `bound ${bound} vs margin ${ratio(ramp.margin)}, ` +
-      `dwell left ${Math.max(0, Math.round(ramp.dwell_remaining_s || 0))} s`;
+      `dwell left ${Math.max(0, Math.round(ramp.dwell_remaining_s || 0))} s` +
+      (ramp.why ? `. ${ramp.why}` : "");
   }
 
   function renderMix(p, name, stats) {
