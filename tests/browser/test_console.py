@@ -3,9 +3,9 @@
 
 One admin's rollout, as a person does it: log in, see the route and its live figures, ramp it
 (set a weight), roll it back with a reason, see the audit entry, try a change the latch refuses
-(the 409 is shown), log out, and find the console gone. Every wait is an explicit, bounded
-Selenium wait. With ``CONSOLE_SCREENSHOT=PATH`` the test also saves a screenshot of the console
-there (``docs/console.png`` is made this way).
+(the 409 is shown), release it, log out, and find the console gone. Every wait is an explicit,
+bounded Selenium wait. With ``CONSOLE_SCREENSHOT=PATH`` the test also saves a screenshot of the
+console there (``docs/console.png`` is made this way).
 
 Skipped, saying why, only when Chromium or its driver is not installed (``.ci/run`` installs
 both).
@@ -242,6 +242,23 @@ def test_an_admin_runs_a_rollout_from_the_console(
     assert "rolled_back" in text("#banner")
     assert text(f'{card} [data-field="status"]') == "rolled_back"
 
+    # Release it at 5%: a new rollout, active again.
+    weight.clear()
+    weight.send_keys("5%")
+    browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="release"]').click()
+    confirm("tone fixed in the prompt")
+    wait.until(
+        ec.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, f'{card} [data-field="status"]'), "active"
+        )
+    )
+    assert text(f'{card} [data-field="flag-weight"]') == "5%"
+    wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f'#audit li[data-action="release"][data-route="{ROUTE}"]')
+        )
+    )
+
     # Log out: back at the login page, and the console is gone.
     browser.find_element(By.ID, "logout").click()
     wait.until(ec.url_to_be(gateway.url + "/admin/ui/login"))
@@ -255,5 +272,5 @@ def test_an_admin_runs_a_rollout_from_the_console(
         params={"route": ROUTE},
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     ).json()["data"]
-    assert [e["action"] for e in audit][:2] == ["rollback", "set"]
-    assert {e["actor"] for e in audit[:2]} == {"ops (alice)"}
+    assert [e["action"] for e in audit][:3] == ["release", "rollback", "set"]
+    assert {e["actor"] for e in audit[:3]} == {"ops (alice)"}
