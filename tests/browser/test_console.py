@@ -109,6 +109,7 @@ def browser() -> Iterator[Any]:
         "--force-device-scale-factor=1",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, CSP
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT_S)
     try:
@@ -258,6 +259,19 @@ def test_an_admin_runs_a_rollout_from_the_console(
             (By.CSS_SELECTOR, f'#audit li[data-action="release"][data-route="{ROUTE}"]')
         )
     )
+
+    # Nothing went wrong in the page: no script error, no CSP violation, no missing asset (the
+    # refused client key's 403 and the latch's 409 are the failed requests meant to be).
+    expected = (
+        "/admin/ui/login - Failed to load resource: the server responded with a status of 403",
+        "status of 409",
+    )
+    errors = [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and not any(e in entry["message"] for e in expected)
+    ]
+    assert errors == []
 
     # Log out: back at the login page, and the console is gone.
     browser.find_element(By.ID, "logout").click()
