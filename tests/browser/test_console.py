@@ -3,9 +3,10 @@
 
 One admin's rollout, as a person does it: log in, see the route and its live figures, ramp it
 (set a weight), roll it back with a reason, see the audit entry, try a change the latch refuses
-(the 409 is shown), release it, log out, and find the console gone. Every wait is an explicit,
-bounded Selenium wait. With ``CONSOLE_SCREENSHOT=PATH`` the test also saves a screenshot of the
-console there (``docs/console.png`` is made this way).
+(the 409 is shown), release it, watch the guard roll a broken candidate back with its evidence,
+log out, and find the console gone. Every wait is an explicit, bounded Selenium wait. With
+``CONSOLE_SCREENSHOT=PATH`` the test also saves a screenshot of the console there
+(``docs/console.png`` is made this way).
 
 Skipped, saying why, only when Chromium or its driver is not installed (``.ci/run`` installs
 both).
@@ -119,7 +120,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_an_admin_runs_a_rollout_from_the_console(
-    gateway: GatewayProcess, browser: Any, tmp_path: Path
+    gateway: GatewayProcess, sim: SimulatorProcess, browser: Any
 ) -> None:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -233,32 +234,60 @@ def test_an_admin_runs_a_rollout_from_the_console(
         assert "complaints about tone" in entry.text
         assert "ops (alice)" in entry.text
 
-    # The latch refuses a new weight: the 409 is shown, not swallowed, and nothing changes.
-    weight = browser.find_element(By.CSS_SELECTOR, f'{card} [data-field="weight-input"]')
-    weight.clear()
-    weight.send_keys("20%")
-    browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="weight"]').click()
-    confirm("try again")
-    wait.until(ec.text_to_be_present_in_element((By.ID, "banner"), "409"))
-    assert "rolled_back" in text("#banner")
-    assert text(f'{card} [data-field="status"]') == "rolled_back"
+        # The latch refuses a new weight: the 409 is shown, not swallowed, and nothing changes.
+        weight = browser.find_element(By.CSS_SELECTOR, f'{card} [data-field="weight-input"]')
+        weight.clear()
+        weight.send_keys("20%")
+        browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="weight"]').click()
+        confirm("try again")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "banner"), "409"))
+        assert "rolled_back" in text("#banner")
+        assert text(f'{card} [data-field="status"]') == "rolled_back"
 
-    # Release it at 5%: a new rollout, active again.
-    weight.clear()
-    weight.send_keys("5%")
-    browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="release"]').click()
-    confirm("tone fixed in the prompt")
-    wait.until(
-        ec.text_to_be_present_in_element(
-            (By.CSS_SELECTOR, f'{card} [data-field="status"]'), "active"
+        # Release it at 5%: a new rollout, active again.
+        weight.clear()
+        weight.send_keys("5%")
+        browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="release"]').click()
+        confirm("tone fixed in the prompt")
+        wait.until(
+            ec.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, f'{card} [data-field="status"]'), "active"
+            )
         )
-    )
-    assert text(f'{card} [data-field="flag-weight"]') == "5%"
-    wait.until(
-        ec.presence_of_element_located(
-            (By.CSS_SELECTOR, f'#audit li[data-action="release"][data-route="{ROUTE}"]')
+        assert text(f'{card} [data-field="flag-weight"]') == "5%"
+        wait.until(
+            ec.presence_of_element_located(
+                (By.CSS_SELECTOR, f'#audit li[data-action="release"][data-route="{ROUTE}"]')
+            )
         )
-    )
+
+        # The candidate breaks at 100%: the guard rolls it back by itself, and its entry in the
+        # audit unfolds the evidence it decided on.
+        weight.clear()
+        weight.send_keys("100%")
+        browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="weight"]').click()
+        confirm("all in")
+        wait.until(
+            ec.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, f'{card} [data-field="flag-weight"]'), "100%"
+            )
+        )
+        sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
+        by_guard = f'#audit li.guard[data-action="rollback"][data-route="{ROUTE}"]'
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f"{by_guard} summary")))
+        browser.find_element(By.CSS_SELECTOR, f"{by_guard} summary").click()
+        # Unfolded, and still unfolded after the next polls re-render the timeline.
+        evidence = text(f"{by_guard} details[open] pre")
+        assert '"candidate"' in evidence
+        updated = text("#updated")
+        wait.until(lambda d: d.find_element(By.ID, "updated").text != updated)
+        assert '"candidate"' in text(f"{by_guard} details[open] pre")
+        assert "guard's evidence" in text(f"{by_guard} summary")
+        wait.until(
+            ec.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, f'{card} [data-field="status"]'), "rolled_back"
+            )
+        )
 
     # Nothing went wrong in the page: no script error, no CSP violation, no missing asset (the
     # refused client key's 403 and the latch's 409 are the failed requests meant to be).
@@ -286,5 +315,10 @@ def test_an_admin_runs_a_rollout_from_the_console(
         params={"route": ROUTE},
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     ).json()["data"]
-    assert [e["action"] for e in audit][:3] == ["release", "rollback", "set"]
-    assert {e["actor"] for e in audit[:3]} == {"ops (alice)"}
+    assert [(e["action"], e["actor"]) for e in audit][:5] == [
+        ("rollback", "guard"),
+        ("set", "ops (alice)"),
+        ("release", "ops (alice)"),
+        ("rollback", "ops (alice)"),
+        ("set", "ops (alice)"),
+    ]

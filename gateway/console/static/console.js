@@ -16,6 +16,7 @@
   const history = new Map(); // route name -> [{t, cand, fall, ceiling}]
   let previous = null; // last /admin/ui/stats answer, for rates
   let pending = null; // the action waiting for confirmation
+  const opened = new Set(); // audit entry ids whose evidence is unfolded (kept across polls)
 
   // ---- small helpers -----------------------------------------------------------------------
 
@@ -370,6 +371,8 @@
       if (e.evidence) {
         const details = el("details", {}, el("summary", { text: e.trigger === "guard" ? "guard's evidence" : "evidence" }));
         details.append(el("pre", { text: JSON.stringify(e.evidence, null, 2) }));
+        details.open = opened.has(e.id);
+        details.addEventListener("toggle", () => (details.open ? opened.add(e.id) : opened.delete(e.id)));
         item.append(details);
       }
       list.append(item);
