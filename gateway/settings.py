@@ -72,7 +72,8 @@ class ConsoleSettings(BaseModel):
     secure_cookie: Literal["auto", "always", "never"] = Field(
         "auto",
         description="The session cookie's Secure attribute: auto sets it on https requests "
-        "(behind a TLS proxy, run uvicorn with forwarded headers trusted), always or never.",
+        "(behind a TLS proxy: X-Forwarded-Proto from the addresses in uvicorn's "
+        "FORWARDED_ALLOW_IPS), always or never.",
     )
 
 
