@@ -95,7 +95,6 @@ def console_handlers(gw: Any) -> list[Any]:
                 if session.actor
                 else session.key_name,
                 "replica": gw.replica,
-                "expires": int(session.expires),
             },
             headers=page_headers(),
         )
