@@ -1,5 +1,8 @@
 """The control plane under ``/admin/`` (admin keys only; a client key gets 403).
 
+Admin credentials are a bearer admin key or the console's session cookie, whose state-changing
+requests must carry its CSRF token (:mod:`gateway.api.admin_guard`).
+
 Every write needs a ``reason`` and is compare-and-set on the flag's ``version``, given as
 ``If-Match: "<version>"`` or as ``version`` in the body; a stale version gets 409 with the
 current state. Errors use the same OpenAI-style envelope as the data plane: 400 malformed body,
@@ -31,11 +34,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
+from gateway.api.admin_guard import admin_guard, admin_identity
 from gateway.errors import InvalidRequestError
 from gateway.flags.changes import AuditEntry, FlagPatch
 from gateway.flags.store import ReplicaBeat
@@ -195,19 +197,13 @@ def _if_match(value: str | None) -> int | None:
 def admin_handlers(gw: Any) -> list[Any]:
     """Admin handlers bound to ``gw`` (a :class:`gateway.app.Gateway`)."""
     flags = gw.flags
-    keys = gw.admin_keys
-
-    def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        # A guard runs before the body and parameters are parsed: without a valid admin key,
-        # 401/403 comes first, whatever the request holds.
-        keys.authenticate(connection.headers.get("authorization"))
+    auth = gw.admin_auth
+    # A guard runs before the body and parameters are parsed: without valid admin credentials,
+    # 401/403 comes first, whatever the request holds.
+    require_admin = admin_guard(auth)
 
     def actor(request: Request[Any, Any, Any]) -> str:
-        name = keys.authenticate(request.headers.get("authorization")) or "open-access"
-        who = request.headers.get("x-gateway-actor")
-        if who and who.isprintable() and len(who) <= 64:
-            return f"{name} ({who})"
-        return str(name)
+        return admin_identity(auth, request).actor
 
     def flag_response(state: FlagState, **headers: str) -> Response[FlagState]:
         return Response(state, status_code=200, headers={"etag": f'"{state.version}"', **headers})
