@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from gateway.config import load_config
 from gateway.telemetry import Metrics, RequestRecord, Telemetry
@@ -235,3 +236,22 @@ async def test_a_fresh_gateway_scrapes_its_counters_at_zero(tmp_path: Path) -> N
         usage = "gen_ai_client_token_usage_sum"
         assert value(samples, usage, **labels, gen_ai_token_type="input") == 3
         assert value(samples, usage, **labels, gen_ai_token_type="output") == 1
+
+
+async def test_a_metrics_token_guards_the_scrape(tmp_path: Path) -> None:
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=completion())
+
+    token = "scrape-token-5d1e"
+    async with in_process_gateway(tmp_path, upstream, metrics_token=SecretStr(token)) as gateway:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": CLIENT_KEY}):
+            refused = await gateway.client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            error = refused.json()["error"]
+            assert error["code"] == "invalid_api_key"
+            assert token not in refused.text
+        allowed = await gateway.client.get("/metrics", headers={"authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert "gateway_rollbacks_total" in allowed.text
+        # The data plane keeps its own keys.
+        assert (await gateway.chat()).status_code == 200
