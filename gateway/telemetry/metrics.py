@@ -26,6 +26,7 @@ combined (``multiprocess_mode``).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "Metrics",
     "VariantMetrics",
     "gen_ai_operation",
+    "observe_each",
 ]
 
 UNKNOWN_ROUTE = "_unknown"
@@ -79,6 +81,24 @@ _ROLLBACK_TRIGGERS = ("manual", "guard")
 def gen_ai_operation(operation: str) -> str:
     """``gen_ai.operation.name`` of a request record's ``operation`` (itself if unknown)."""
     return GEN_AI_OPERATIONS.get(operation, operation)
+
+
+def observe_each(child: Any, values: list[float]) -> None:
+    """Record every value of ``values`` in the histogram child ``child``, exactly as one
+    ``child.observe(value)`` per value would, but with one locked increment per bucket touched
+    instead of two per value (a stream's per-chunk gaps: 50 chunks cost 90 µs observed one by
+    one, a few µs here). Relies on prometheus-client's histogram layout (non-cumulative
+    ``_buckets`` under ``_upper_bounds``, a ``_sum``), which tests/unit/test_metrics.py pins
+    against ``observe``."""
+    bounds = child._upper_bounds
+    counts: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)  # the first bucket with value <= bound, as observe
+        counts[index] = counts.get(index, 0) + 1
+    child._sum.inc(sum(values))
+    buckets = child._buckets
+    for index, n in counts.items():
+        buckets[index].inc(n)
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics
+from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each
 
 __all__ = ["RequestRecord", "Telemetry"]
 
@@ -135,9 +135,7 @@ class Telemetry:
             if rec.ttft_seconds is not None:
                 ga.first_chunk.observe(rec.ttft_seconds)
             if rec.chunk_gaps is not None:
-                per_chunk = ga.per_chunk.observe
-                for gap in rec.chunk_gaps:
-                    per_chunk(gap)
+                observe_each(ga.per_chunk, rec.chunk_gaps)
         extra: dict[str, Any] | None = None  # the rare fields, only when there are some
         if rec.failover_reason or rec.error_code or rec.client_disconnected:
             extra = {}

@@ -11,13 +11,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from gateway.config import load_config
 from gateway.telemetry import Metrics, RequestRecord, Telemetry
-from gateway.telemetry.metrics import DURATION_BUCKETS, TOKEN_BUCKETS, gen_ai_operation
+from gateway.telemetry.metrics import (
+    DURATION_BUCKETS,
+    TOKEN_BUCKETS,
+    gen_ai_operation,
+    observe_each,
+)
 from tests.inprocess import CLIENT_KEY, completion, in_process_gateway
 from tests.recording_logger import RecordingLogger
 
@@ -255,3 +260,23 @@ async def test_a_metrics_token_guards_the_scrape(tmp_path: Path) -> None:
         assert "gateway_rollbacks_total" in allowed.text
         # The data plane keeps its own keys.
         assert (await gateway.chat()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.05, 0.1, 0.05], [0.0, 0.01, 0.02, 81.92, 100.0, 0.011], [0.3] * 50, []],
+)
+def test_observe_each_records_what_observe_records(values: list[float]) -> None:
+    """Pins prometheus-client's histogram layout that observe_each writes to."""
+    registry = CollectorRegistry()
+    one_by_one = Histogram("a_seconds", "a", buckets=DURATION_BUCKETS, registry=registry)
+    batched = Histogram("b_seconds", "b", buckets=DURATION_BUCKETS, registry=registry)
+    for v in values:
+        one_by_one.observe(v)
+    observe_each(batched, values)
+    samples = scrape(generate_latest(registry).decode())
+    for (name, labels), got in samples.items():
+        if name.startswith("b_seconds") and not name.endswith("_created"):
+            expected = samples[("a" + name[1:], labels)]
+            assert got == pytest.approx(expected), (name, labels)
+    assert value(samples, "b_seconds_count") == len(values)
