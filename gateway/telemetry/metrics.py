@@ -26,6 +26,7 @@ combined (``multiprocess_mode``).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.config import FAILOVER_REASONS, GatewayConfig
+from gateway.telemetry import multiproc
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -452,6 +454,16 @@ class Metrics:
                 str(status),
             )
         return child
+
+    def forget_guard_failure_ratio(self, route: str, role: str) -> None:
+        """A side of the route has no outcomes (a new rollout): drop its
+        ``gateway_guard_failure_ratio`` series. With several workers, where prometheus-client
+        cannot remove a series, set it to NaN instead: no alert compares NaN true, and
+        dashboards draw a gap."""
+        if multiproc.enabled():
+            self.guard_failure_ratio.labels(route, role).set(math.nan)
+        else:
+            self.guard_failure_ratio.remove(route, role)
 
     def count_request(self, route: str, variant: str, decision: str, status: int) -> None:
         """``gateway_requests_total`` += 1; children cached per label set (all from closed sets)."""

@@ -7,6 +7,7 @@ prometheus-client's parser.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import httpx
@@ -280,3 +281,19 @@ def test_observe_each_records_what_observe_records(values: list[float]) -> None:
             expected = samples[("a" + name[1:], labels)]
             assert got == pytest.approx(expected), (name, labels)
     assert value(samples, "b_seconds_count") == len(values)
+
+
+def test_a_forgotten_guard_ratio_is_absent_or_nan_with_several_workers(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    metrics.guard_failure_ratio.labels("guarded", "candidate").set(0.5)
+    metrics.forget_guard_failure_ratio("guarded", "candidate")
+    samples = scrape(generate_latest(metrics.registry).decode())
+    ratio = "gateway_guard_failure_ratio"
+    assert value(samples, ratio, route="guarded", role="candidate") is None
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics.guard_failure_ratio.labels("guarded", "candidate").set(0.5)
+    metrics.forget_guard_failure_ratio("guarded", "candidate")
+    samples = scrape(generate_latest(metrics.registry).decode())
+    assert math.isnan(value(samples, ratio, route="guarded", role="candidate") or 0.0)
