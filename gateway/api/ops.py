@@ -22,6 +22,7 @@ __all__ = ["ops_handlers"]
 def ops_handlers(gw: Any) -> list[Any]:
     """Handlers bound to ``gw`` (a :class:`gateway.app.Gateway`)."""
     token = gw.settings.metrics_token
+    workers = gw.settings.workers
     scrapers = (
         None if token is None else KeyRing({"metrics": token.get_secret_value()}, plane="metrics")
     )
@@ -30,7 +31,9 @@ def ops_handlers(gw: Any) -> list[Any]:
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         if scrapers is not None:
             scrapers.authenticate(request.headers.get("authorization"))
-        return Response(render(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            render(gw.metrics.registry, workers=workers), media_type=CONTENT_TYPE_LATEST
+        )
 
     @get("/healthz", include_in_schema=False)
     async def healthz() -> Response[dict[str, str]]:

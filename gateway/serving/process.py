@@ -121,8 +121,6 @@ def run_server(settings: Settings, **uvicorn_options: Any) -> int:
             if made_here:
                 shutil.rmtree(directory, ignore_errors=True)
         return 0
-    if multiproc.enabled():  # one worker told to use a directory: start it empty all the same
-        multiproc.prepare(os.environ[multiproc.ENV])
     server = _Server(config, settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
     server.run(sockets=[sock])
     return 0 if server.started else 1

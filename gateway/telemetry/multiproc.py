@@ -89,10 +89,14 @@ def _running(pid: int) -> bool:
     return True
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The Prometheus text of ``registry``, or, in multiprocess mode, of every worker's files."""
+def render(registry: CollectorRegistry, *, workers: int = 1) -> bytes:
+    """The Prometheus text of ``registry`` or, with several ``workers`` (and the directory
+    made by :func:`prepare`), of every worker's files.
+
+    One worker renders its own registry even when ``PROMETHEUS_MULTIPROC_DIR`` is set: its values
+    are its own (the directory may hold files of earlier runs, left as they are)."""
     directory = os.environ.get(ENV)
-    if not directory:
+    if workers <= 1 or not directory:
         return generate_latest(registry)
     forget_exited_workers(Path(directory))
     merged = CollectorRegistry()

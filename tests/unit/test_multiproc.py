@@ -58,3 +58,14 @@ def test_one_process_renders_its_own_registry(monkeypatch: pytest.MonkeyPatch) -
     Counter("x_events", "x", registry=registry).inc(3)
     assert not multiproc.enabled()
     assert b"x_events_total 3.0" in multiproc.render(registry)
+
+
+def test_one_worker_renders_its_own_registry_even_with_a_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(multiproc.ENV, str(tmp_path))
+    registry = CollectorRegistry()
+    Counter("x_events", "x", registry=registry).inc(2)
+    assert b"x_events_total 2.0" in multiproc.render(registry, workers=1)
+    # Several workers read the directory's files instead (none here: no x_events).
+    assert b"x_events_total" not in multiproc.render(registry, workers=2)
