@@ -132,7 +132,7 @@ class Telemetry:
                 ga.input_tokens.observe(rec.input_tokens)
             if rec.output_tokens:
                 ga.output_tokens.observe(rec.output_tokens)
-            if rec.ttft_seconds is not None:
+            if rec.stream and rec.ttft_seconds is not None:  # streams only, as the convention
                 ga.first_chunk.observe(rec.ttft_seconds)
             if rec.chunk_gaps is not None:
                 observe_each(ga.per_chunk, rec.chunk_gaps)

@@ -122,7 +122,7 @@ GEN_AI = {
 
 def test_a_request_is_observed_in_the_gen_ai_families(metrics: Metrics) -> None:
     telemetry = Telemetry(metrics, RecordingLogger())
-    telemetry.finish(_record(input_tokens=20, output_tokens=3))
+    telemetry.finish(_record(input_tokens=20, output_tokens=3, ttft_seconds=0.2))
     samples = scrape(generate_latest(metrics.registry).decode())
     usage = "gen_ai_client_token_usage"
     assert value(samples, usage + "_sum", **GEN_AI, gen_ai_token_type="input") == 20
