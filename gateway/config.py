@@ -70,6 +70,7 @@ class UpstreamConfig(_Strict):
         "first event (default: 4 x timeout_s).",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra static headers.")
+    provider: str = "openai"
 
     @field_validator("base_url")
     @classmethod

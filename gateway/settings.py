@@ -147,6 +147,10 @@ class Settings(BaseSettings):
         description="This replica's id in heartbeats, outcome counts and audits (default: "
         "hostname-pid-random; with several workers the pid is appended).",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics needs 'Authorization: Bearer <token>' (401 without).",
+    )
     flag_heartbeat_s: float = Field(
         5.0, gt=0, description="Seconds between heartbeats; they expire after three."
     )
