@@ -3,7 +3,9 @@
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
 The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
-raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
+raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
+and ``POST /v1/embeddings`` and ``/v1/completions`` by the pass-through
+(:class:`gateway.api.passthrough.PassthroughASGI`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gateway.api.openai import (
     to_response,
 )
 from gateway.api.ops import ops_handlers
+from gateway.api.passthrough import COMPLETIONS_PATH, EMBEDDINGS_PATH, PassthroughASGI
 from gateway.auth import KeyRing
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import (
@@ -86,10 +89,12 @@ def tune_gc() -> None:
 
 
 class GatewayApp(Litestar):
-    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
-    callable) before Litestar's own routing; everything else is Litestar's."""
+    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` and the
+    ``POST`` paths in :attr:`raw_paths` to theirs (raw ASGI callables) before Litestar's own
+    routing; everything else is Litestar's."""
 
     data_plane: Any = None
+    raw_paths: dict[str, Any] = {}  # noqa: RUF012  (replaced per app, never mutated)
 
     async def __call__(
         self,
@@ -98,14 +103,15 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         raw: Any = scope  # one dict lookup each, before Litestar builds anything
-        if (
-            raw["type"] == "http"
-            and raw["path"] == CHAT_PATH
-            and raw["method"] == "POST"
-            and self.data_plane is not None
-        ):
-            await self.data_plane(scope, receive, send)
-            return
+        if raw["type"] == "http" and raw["method"] == "POST":
+            path = raw["path"]
+            if path == CHAT_PATH and self.data_plane is not None:
+                await self.data_plane(scope, receive, send)
+                return
+            handler = self.raw_paths.get(path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -308,6 +314,10 @@ def create_app(
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
+    app.raw_paths = {
+        EMBEDDINGS_PATH: PassthroughASGI(gw, "embeddings"),
+        COMPLETIONS_PATH: PassthroughASGI(gw, "completions"),
+    }
     return app
 
 

@@ -64,6 +64,7 @@ class UpstreamClient:
     """One upstream: its pooled transport and its credentials (never the client's)."""
 
     __slots__ = (
+        "_base_url",
         "_headers",
         "_redactor",
         "_slots",
@@ -90,6 +91,7 @@ class UpstreamClient:
         ``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``), adapted."""
         self.name = name
         self._redactor = redactor or Redactor([api_key] if api_key else [])
+        self._base_url = config.base_url
         self.url = self._url = config.base_url + "/chat/completions"
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
@@ -118,11 +120,14 @@ class UpstreamClient:
             )
         self.transport: Transport = transport
 
-    async def send(self, body: bytes, *, request_id: str, stream: bool = False) -> UpstreamAnswer:
+    async def send(
+        self, body: bytes, *, request_id: str, stream: bool = False, path: str | None = None
+    ) -> UpstreamAnswer:
         """POST a chat completion and read the answer in full, within ``deadline_s``.
 
         ``stream`` must be false (kept for callers that say so; streams use
-        :meth:`open_stream`).
+        :meth:`open_stream`). ``path`` posts to another endpoint under the upstream's
+        ``base_url`` instead (e.g. ``/embeddings``), with the same slots, deadline and errors.
 
         Raises:
             PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
@@ -137,7 +142,7 @@ class UpstreamClient:
         await slots.acquire()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, path)
                 try:
                     content = await response.read()
                 except BaseException:
@@ -151,11 +156,13 @@ class UpstreamClient:
         finally:
             slots.release()
 
-    async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
+    async def open_stream(
+        self, body: bytes, *, request_id: str, path: str | None = None
+    ) -> OpenedStream:
         """POST a streaming chat completion and read it up to its first data event, within
         ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller must
         :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
-        connection slot back).
+        connection slot back). ``path``: as for :meth:`send` (e.g. ``/completions``).
 
         Raises:
             UpstreamProtocolError: 2xx but not a valid event stream (failover ``invalid_response``).
@@ -167,7 +174,7 @@ class UpstreamClient:
         handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, path)
                 try:
                     opened = await read_first_event(response, self.name, self.max_event_bytes)
                 except BaseException:
@@ -190,12 +197,15 @@ class UpstreamClient:
             upstream=self.name,
         )
 
-    async def _post(self, request_id: str, body: bytes) -> TransportResponse:
+    async def _post(
+        self, request_id: str, body: bytes, path: str | None = None
+    ) -> TransportResponse:
         """The response of a 2xx answer, body unread. Raises TransportError,
         UpstreamStatusError."""
         headers = self._headers.copy()
         headers["x-request-id"] = request_id
-        response = await self.transport.post(self._url, headers, body)
+        url = self._url if path is None else self._base_url + path
+        response = await self.transport.post(url, headers, body)
         if response.status >= 300:
             raise await self._status_error(response)
         return response
