@@ -5,7 +5,8 @@ telemetry, relay); handlers are closures over it. The upstream pool is closed in
 The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
 raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
 and ``POST /v1/embeddings`` and ``/v1/completions`` by the pass-through
-(:class:`gateway.api.passthrough.PassthroughASGI`).
+(:class:`gateway.api.passthrough.PassthroughASGI`). With ``GATEWAY_CORS_ALLOW_ORIGINS`` set,
+CORS (:mod:`gateway.api.cors`) applies to every ``/v1/`` response before either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive
 
 from gateway import __version__
 from gateway.api.admin import admin_handlers
+from gateway.api.cors import PATH_PREFIX as CORS_PATH_PREFIX
+from gateway.api.cors import CorsPolicy
 from gateway.api.openai import (
     CHAT_PATH,
     ChatCompletionsASGI,
@@ -91,10 +94,12 @@ def tune_gc() -> None:
 class GatewayApp(Litestar):
     """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` and the
     ``POST`` paths in :attr:`raw_paths` to theirs (raw ASGI callables) before Litestar's own
-    routing; everything else is Litestar's."""
+    routing; everything else is Litestar's. :attr:`cors`, when set, applies to every ``/v1/``
+    request first (preflights answered, headers added to every answer, errors included)."""
 
     data_plane: Any = None
     raw_paths: dict[str, Any] = {}  # noqa: RUF012  (replaced per app, never mutated)
+    cors: CorsPolicy | None = None
 
     async def __call__(
         self,
@@ -103,15 +108,21 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         raw: Any = scope  # one dict lookup each, before Litestar builds anything
-        if raw["type"] == "http" and raw["method"] == "POST":
-            path = raw["path"]
-            if path == CHAT_PATH and self.data_plane is not None:
-                await self.data_plane(scope, receive, send)
-                return
-            handler = self.raw_paths.get(path)
-            if handler is not None:
-                await handler(scope, receive, send)
-                return
+        if raw["type"] == "http":
+            if self.cors is not None and raw["path"].startswith(CORS_PATH_PREFIX):
+                wrapped = await self.cors.apply(raw, send)  # type: ignore[arg-type]
+                if wrapped is None:  # a preflight, answered
+                    return
+                send = wrapped  # type: ignore[assignment]
+            if raw["method"] == "POST":
+                path = raw["path"]
+                if path == CHAT_PATH and self.data_plane is not None:
+                    await self.data_plane(scope, receive, send)
+                    return
+                handler = self.raw_paths.get(path)
+                if handler is not None:
+                    await handler(scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -318,6 +329,7 @@ def create_app(
         EMBEDDINGS_PATH: PassthroughASGI(gw, "embeddings"),
         COMPLETIONS_PATH: PassthroughASGI(gw, "completions"),
     }
+    app.cors = CorsPolicy.from_settings(settings.cors_allow_origins, settings.cors_max_age_s)
     return app
 
 
