@@ -13,7 +13,8 @@ Tokens and cost come from the answer's ``usage`` (``prompt_tokens``, and ``compl
 for completions) and the routes file's ``prices``; the reply carries ``x-request-id`` and the
 ``x-gateway-*`` headers (variant and decision ``passthrough``) and every request ends in one
 ``request.completed`` event (``operation`` ``embeddings`` or ``completions``) through
-:meth:`gateway.telemetry.Telemetry.finish`.
+:meth:`gateway.telemetry.Telemetry.finish`; with payload logging on, the event also carries the
+``input`` or ``prompt`` (as ``messages``) and a completion's text.
 
 ``/v1/completions`` with ``"stream": true`` is relayed event by event as it arrives (the first
 event read before the 200, as for chat: :mod:`gateway.upstream.stream_start`); the gateway asks
@@ -165,6 +166,7 @@ class PassthroughASGI:
     __slots__ = (
         "_clock",
         "_keys",
+        "_log_payloads",
         "_logger",
         "_max_body",
         "_metrics",
@@ -192,6 +194,7 @@ class PassthroughASGI:
         self._keys = gw.client_keys
         self._max_body: int = gw.settings.max_body_bytes
         self._logger = gw.logger
+        self._log_payloads: bool = gw.settings.log_payloads
         self._clock = clock
         self._routing_headers: dict[str, Headers] = {}
 
@@ -274,6 +277,8 @@ class PassthroughASGI:
             rec.route, rec.variant, rec.decision = route.name, variant.name, "passthrough"
             rec.upstream, rec.upstream_model = variant.upstream, variant.model
             rec.priced = variant.priced
+            if self._log_payloads:
+                rec.prompt = _payload(raw, "input" if self._operation == "embeddings" else "prompt")
             inflight = self._metrics.inflight_by_route[route.name]
             inflight.inc()
             if stream:
@@ -327,6 +332,8 @@ class PassthroughASGI:
             rec.input_tokens = usage.prompt_tokens
             rec.output_tokens = usage.completion_tokens
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
+        if self._log_payloads and self._operation == "completions":
+            rec.completion = _first_text(answer.content)
         headers = self._headers(rec)
         self._telemetry.finish(rec)
         return Reply(200, headers, answer.content)
@@ -367,6 +374,7 @@ class PassthroughASGI:
         pending: list[bytes] | None = opened.events
         upstream = variant.upstream
         clock = self._clock
+        parts: list[str] | None = [] if self._log_payloads else None
         done = False
         failed: GatewayError | None = None
         try:
@@ -427,8 +435,12 @@ class PassthroughASGI:
                         rec.output_tokens = view.usage.completion_tokens
                         if not view.choices and not wants_usage:
                             continue
-                    if rec.ttft_seconds is None and any(c.text for c in view.choices):
-                        rec.ttft_seconds = clock() - rec.started
+                    for choice in view.choices:
+                        if choice.index == 0 and choice.text:
+                            if rec.ttft_seconds is None:
+                                rec.ttft_seconds = clock() - rec.started
+                            if parts is not None:
+                                parts.append(choice.text)
                     yield event + b"\n\n"
             if failed is None and not done:
                 failed = _interrupted(upstream, "ended the stream")
@@ -446,8 +458,28 @@ class PassthroughASGI:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
+            if parts is not None:
+                rec.completion = "".join(parts)
             inflight.dec()
             self._telemetry.finish(rec)
+
+
+def _payload(raw: bytes, field: str) -> Any:
+    """The body's ``field`` (``input``, ``prompt``), for payload logging only."""
+    try:
+        body = _decode_json(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return body.get(field) if isinstance(body, dict) else None
+
+
+def _first_text(content: bytes) -> str | None:
+    """The first choice's ``text`` of a completion, for payload logging only."""
+    try:
+        choices = _decode_text_chunk(content).choices
+    except msgspec.DecodeError:
+        return None
+    return choices[0].text if choices else None
 
 
 def _interrupted(upstream: str, what: str) -> UpstreamProtocolError:

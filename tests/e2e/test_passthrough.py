@@ -370,3 +370,32 @@ def test_upstream_errors_are_relayed_or_mapped(
     assert_error_envelope(invalid, 400, param="input")  # the upstream's own answer, relayed
     event = event_of(gateway, failed.headers["x-request-id"])
     assert (event["status"], event["error_code"]) == (502, "upstream_status_500")
+
+
+def test_payloads_are_logged_only_when_payload_logging_is_on(
+    gateway: InProcessGatewayUnderTest,
+    simulator: InProcessSimulator,
+    loop_thread: LoopThread,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    quiet = gateway.openai().embeddings.with_raw_response.create(model=EMBED, input=REFUND)
+    assert "messages" not in event_of(gateway, quiet.headers["x-request-id"])
+    routes = passthrough_routes(simulator.url)
+    tmp = tmp_path_factory.mktemp("payloads")
+    env = {"GATEWAY_LOG_PAYLOADS": "true"}
+    with start_in_process(loop_thread, tmp, routes, simulator, env=env) as loud:
+        client = loud.openai()
+        embedded = client.embeddings.with_raw_response.create(model=EMBED, input=[REFUND])
+        completed = client.completions.with_raw_response.create(model=INSTRUCT, prompt=REFUND)
+        with client.completions.with_streaming_response.create(
+            model=INSTRUCT, prompt=REFUND, stream=True
+        ) as streamed:
+            list(streamed.parse())
+        events = [
+            event_of(loud, r.headers["x-request-id"]) for r in (embedded, completed, streamed)
+        ]
+    assert [(e["messages"], e["completion"]) for e in events] == [
+        ([REFUND], None),
+        (REFUND, "billing"),
+        (REFUND, "billing"),
+    ]
