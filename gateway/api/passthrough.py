@@ -110,7 +110,11 @@ def _parse(raw: bytes) -> _Head:
         return _decode_head(raw)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        param = "model" if "model" in text else ("stream" if "stream" in text else None)
+        param = None
+        if "`$." in text:  # e.g. "Expected `str`, got `int` - at `$.model`"
+            param = text.rsplit("`$.", 1)[1].rstrip("`").split(".", 1)[0]
+        elif "missing required field `" in text:
+            param = text.split("missing required field `", 1)[1].split("`", 1)[0]
         raise InvalidRequestError(f"Invalid request: {text}", param=param) from None
     except msgspec.DecodeError:
         raise InvalidRequestError(

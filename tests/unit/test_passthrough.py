@@ -179,3 +179,28 @@ async def test_a_client_leaving_mid_stream_closes_the_upstream_and_is_a_499(
         assert ipg.metric("gateway_requests_total", route="inst", status="499") == 1
         assert ipg.metric("gateway_inflight_requests", route="inst") == 0
     assert upstream_body.closed
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": 7}, "model"),
+        ({"model": "inst", "stream": "yes"}, "stream"),
+        (
+            {"model": "inst", "stream": True, "stream_options": {"include_usage": 1}},
+            "stream_options",
+        ),
+        ([], None),
+    ],
+)
+async def test_a_malformed_head_is_a_400_naming_the_field(
+    tmp_path: Path, body: Any, param: str | None
+) -> None:
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing goes up")
+
+    async with in_process_gateway(tmp_path, upstream, routes=ROUTES) as ipg:
+        response = await ipg.client.post("/v1/completions", json=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
