@@ -1,4 +1,5 @@
-"""The data plane: OpenAI's ``/v1/chat/completions``, ``/v1/models`` and ``/v1/feedback``.
+"""The data plane: OpenAI's ``/v1/chat/completions``, ``/v1/models`` (and ``/v1/models/{id}``)
+and ``/v1/feedback``.
 
 ``POST /v1/chat/completions`` is served by :class:`ChatCompletionsASGI`, a raw ASGI callable
 that :class:`gateway.app.GatewayApp` calls before Litestar: the scope's headers read in one
@@ -26,10 +27,16 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from gateway.api.disconnect import DisconnectWatch, until_disconnected
-from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+)
 from gateway.relay import CLIENT_CLOSED_REQUEST, CallContext, Reply, error_reply
 from gateway.telemetry import RequestRecord
 
@@ -293,21 +300,37 @@ def openai_handlers(gw: Any) -> list[Any]:
             models_body, headers={"x-request-id": request_id}, media_type="application/json"
         )
 
+    @get("/v1/models/{model_id:path}", include_in_schema=False)
+    async def retrieve_model(
+        request: Request[Any, Any, Any], model_id: FromPath[str]
+    ) -> Response[Any]:
+        request_id = new_request_id(request.headers.get("x-request-id"))
+        try:
+            keys.authenticate(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return to_response(relay.reject(RequestRecord(request_id, perf_counter()), exc))
+        name = model_id.removeprefix("/")  # a path parameter keeps its leading slash
+        body = model_bodies.get(name)
+        if body is None:
+            missing = ModelNotFoundError(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                param="model",
+            )
+            return to_response(error_reply(missing, request_id))
+        return Response(body, headers={"x-request-id": request_id}, media_type="application/json")
+
     created = int(time.time())
-    models_body = msgspec.json.encode(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "gateway-passthrough" if route.passthrough else "gateway",
-                }
-                for name, route in gw.config.routes.items()
-            ],
+    models = {
+        name: {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "gateway-passthrough" if route.passthrough else "gateway",
         }
-    )
+        for name, route in gw.config.routes.items()
+    }
+    models_body = msgspec.json.encode({"object": "list", "data": list(models.values())})
+    model_bodies = {name: msgspec.json.encode(model) for name, model in models.items()}
 
     @post("/v1/feedback", status_code=200, include_in_schema=False)
     async def feedback(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -332,7 +355,7 @@ def openai_handlers(gw: Any) -> list[Any]:
             media_type="application/json",
         )
 
-    return [chat_completions, list_models, feedback]
+    return [chat_completions, list_models, retrieve_model, feedback]
 
 
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):

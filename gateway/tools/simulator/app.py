@@ -4,6 +4,8 @@ Endpoints (``/v1/*`` require ``Authorization: Bearer <api_key>`` when the config
 others never do, they are for tests and demos on a trusted machine):
 
 * ``POST /v1/chat/completions``: see ``gateway.tools.simulator.chat``.
+* ``POST /v1/embeddings``, ``POST /v1/completions``: see ``gateway.tools.simulator.embeddings``
+  and ``gateway.tools.simulator.completions``.
 * ``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model", "created",
   "owned_by": "simulator"}]}`` for the configured models (and any given a runtime behaviour).
 * ``GET /healthz``: ``{"status": "ok"}``.
@@ -34,6 +36,8 @@ from litestar.params import FromPath
 from gateway.tools.simulator import responses
 from gateway.tools.simulator.behaviour import SimulatorConfig, SimulatorConfigError
 from gateway.tools.simulator.chat import authorized, chat_completions, simulator_state
+from gateway.tools.simulator.completions import completions
+from gateway.tools.simulator.embeddings import embeddings
 from gateway.tools.simulator.files import FileStore, create_file, file_content, retrieve_file
 from gateway.tools.simulator.finetune import FineTuneStore
 from gateway.tools.simulator.finetune_api import finetune_handlers
@@ -136,6 +140,8 @@ def create_simulator_app(config: SimulatorConfig) -> Litestar:
     return Litestar(
         route_handlers=[
             chat_completions,
+            embeddings,
+            completions,
             list_models,
             healthz,
             get_behaviours,
