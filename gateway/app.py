@@ -2,8 +2,9 @@
 
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
-The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
-raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
+The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` and
+``POST /v1/responses`` answered by the raw ASGI data plane
+(:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway import __version__
 from gateway.api.admin import admin_handlers
 from gateway.api.openai import (
     CHAT_PATH,
+    RESPONSES_PATH,
     ChatCompletionsASGI,
     internal_error_reply,
     new_request_id,
@@ -87,9 +89,11 @@ def tune_gc() -> None:
 
 class GatewayApp(Litestar):
     """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
-    callable) before Litestar's own routing; everything else is Litestar's."""
+    callable) and ``POST`` on the paths of :attr:`data_planes` to theirs, before Litestar's own
+    routing; everything else is Litestar's."""
 
     data_plane: Any = None
+    data_planes: dict[str, Any] | None = None
 
     async def __call__(
         self,
@@ -98,14 +102,15 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         raw: Any = scope  # one dict lookup each, before Litestar builds anything
-        if (
-            raw["type"] == "http"
-            and raw["path"] == CHAT_PATH
-            and raw["method"] == "POST"
-            and self.data_plane is not None
-        ):
-            await self.data_plane(scope, receive, send)
-            return
+        if raw["type"] == "http" and raw["method"] == "POST":
+            path = raw["path"]
+            if path == CHAT_PATH and self.data_plane is not None:
+                await self.data_plane(scope, receive, send)
+                return
+            plane = self.data_planes.get(path) if self.data_planes else None
+            if plane is not None:
+                await plane(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -308,6 +313,7 @@ def create_app(
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
+    app.data_planes = {RESPONSES_PATH: ChatCompletionsASGI(gw, RESPONSES_PATH)}
     return app
 
 
