@@ -336,3 +336,43 @@ def test_not_json_unknown_route_and_no_key(gw: InProcessGatewayUnderTest) -> Non
     no_key = gw.http.post("/v1/responses", json={"model": ROUTE, "input": "x"})
     assert_error_envelope(no_key, 401)
     assert gw.http.get("/v1/responses", headers=AUTH).status_code == 405
+
+
+# --- the contract ------------------------------------------------------------------------------
+
+
+def test_the_contract_judges_the_output_text_plain_and_streamed(
+    candidate_only: InProcessGatewayUnderTest, sim: InProcessSimulator
+) -> None:
+    """The candidate answers labels outside the contract: a unary answer and a stream (judged
+    on its assembled text at the end, sent untouched) are both logged ``checks_failed``."""
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
+    client = candidate_only.openai()
+    raw = client.responses.with_raw_response.create(model=ROUTE, input=TICKET)
+    assert raw.parse().output_text not in ("billing", "technical", "account")
+    assert completed(candidate_only, raw.headers["x-request-id"])["checks_failed"] == ["labels"]
+    with client.responses.with_streaming_response.create(
+        model=ROUTE, input=TICKET, stream=True
+    ) as streamed:
+        request_id = streamed.headers["x-request-id"]
+        assert list(streamed.parse())[-1].type == "response.completed"
+    assert completed(candidate_only, request_id)["checks_failed"] == ["labels"]
+    metrics = candidate_only.metrics()
+    assert (
+        metric_value(
+            metrics, "gateway_quality_checks_total", route=ROUTE, check="labels", result="fail"
+        )
+        == 2
+    )
+
+
+def test_on_violation_fallback_answers_from_the_fallback(
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    routes = routes_yaml(sim.url, weight=100_000, route_extra="on_violation: fallback")
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
+    with start_in_process(loop_thread, tmp_path, routes, sim) as gw:
+        raw = gw.openai().responses.with_raw_response.create(model=ROUTE, input=TICKET)
+        assert raw.parse().output_text == "billing"
+        assert raw.headers["x-gateway-decision"] == "violation"
+        assert raw.headers["x-gateway-variant"] == "prompted"
