@@ -2,8 +2,9 @@
 
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
-The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
-raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
+The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` and
+``POST /v1/responses`` answered by the raw ASGI data plane
+(:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
 and ``POST /v1/embeddings`` and ``/v1/completions`` by the pass-through
 (:class:`gateway.api.passthrough.PassthroughASGI`). With ``GATEWAY_CORS_ALLOW_ORIGINS`` set it
 is a :class:`CorsGatewayApp`, which applies CORS (:mod:`gateway.api.cors`) to every ``/v1/``
@@ -35,6 +36,7 @@ from gateway.api.cors import PATH_PREFIX as CORS_PATH_PREFIX
 from gateway.api.cors import CorsPolicy
 from gateway.api.openai import (
     CHAT_PATH,
+    RESPONSES_PATH,
     ChatCompletionsASGI,
     internal_error_reply,
     new_request_id,
@@ -394,6 +396,7 @@ def create_app(
     app.raw_paths = {
         EMBEDDINGS_PATH: PassthroughASGI(gw, "embeddings"),
         COMPLETIONS_PATH: PassthroughASGI(gw, "completions"),
+        RESPONSES_PATH: ChatCompletionsASGI(gw, RESPONSES_PATH),
     }
     if isinstance(app, CorsGatewayApp) and cors is not None:
         app.cors = cors

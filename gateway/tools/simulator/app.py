@@ -6,6 +6,7 @@ others never do, they are for tests and demos on a trusted machine):
 * ``POST /v1/chat/completions``: see ``gateway.tools.simulator.chat``.
 * ``POST /v1/embeddings``, ``POST /v1/completions``: see ``gateway.tools.simulator.embeddings``
   and ``gateway.tools.simulator.completions``.
+* ``POST /v1/responses``: see ``gateway.tools.simulator.responses_api``.
 * ``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model", "created",
   "owned_by": "simulator"}]}`` for the configured models (and any given a runtime behaviour).
 * ``GET /healthz``: ``{"status": "ok"}``.
@@ -42,6 +43,7 @@ from gateway.tools.simulator.files import FileStore, create_file, file_content, 
 from gateway.tools.simulator.finetune import FineTuneStore
 from gateway.tools.simulator.finetune_api import finetune_handlers
 from gateway.tools.simulator.finetune_plan import settings_from_environment
+from gateway.tools.simulator.responses_api import create_response
 from gateway.tools.simulator.state import SimulatorState
 
 __all__ = ["create_simulator_app"]
@@ -142,6 +144,7 @@ def create_simulator_app(config: SimulatorConfig) -> Litestar:
             chat_completions,
             embeddings,
             completions,
+            create_response,
             list_models,
             healthz,
             get_behaviours,
