@@ -2,8 +2,13 @@
 
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
-The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
-raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
+The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` and
+``POST /v1/responses`` answered by the raw ASGI data plane
+(:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
+and ``POST /v1/embeddings`` and ``/v1/completions`` by the pass-through
+(:class:`gateway.api.passthrough.PassthroughASGI`). With ``GATEWAY_CORS_ALLOW_ORIGINS`` set it
+is a :class:`CorsGatewayApp`, which applies CORS (:mod:`gateway.api.cors`) to every ``/v1/``
+request before either.
 """
 
 from __future__ import annotations
@@ -18,13 +23,22 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from opentelemetry.trace import TracerProvider
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from gateway import __version__
 from gateway.api.admin import admin_handlers
+from gateway.api.console import console_handlers
+from gateway.api.cors import PATH_PREFIX as CORS_PATH_PREFIX
+from gateway.api.cors import CorsPolicy
 from gateway.api.openai import (
     CHAT_PATH,
+    RESPONSES_PATH,
     ChatCompletionsASGI,
     internal_error_reply,
     new_request_id,
@@ -32,8 +46,11 @@ from gateway.api.openai import (
     to_response,
 )
 from gateway.api.ops import ops_handlers
-from gateway.auth import KeyRing
+from gateway.api.passthrough import COMPLETIONS_PATH, EMBEDDINGS_PATH, PassthroughASGI
+from gateway.auth import AdminAuth, KeyRing
 from gateway.config import GatewayConfig, load_config
+from gateway.console import TEMPLATE_DIR
+from gateway.console.session import SessionCodec
 from gateway.errors import (
     ClientError,
     GatewayError,
@@ -48,6 +65,7 @@ from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
 from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
+from gateway.quality.ramper import Ramper
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay import Relay, error_reply
@@ -59,11 +77,13 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
+from gateway.telemetry.ramp_metrics import RampMetrics
 from gateway.telemetry.tracing import Tracing, exporter_names, provider_from_environment
 from gateway.upstream import UpstreamPool
 
 __all__ = [
     "GC_THRESHOLD",
+    "CorsGatewayApp",
     "Gateway",
     "GatewayApp",
     "app_from_environment",
@@ -90,14 +110,16 @@ def tune_gc() -> None:
 
 
 class GatewayApp(Litestar):
-    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
-    callable) before Litestar's own routing; everything else is Litestar's.
+    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` and the
+    ``POST`` paths in :attr:`raw_paths` to theirs (raw ASGI callables) before Litestar's own
+    routing; everything else is Litestar's.
 
     With tracing on (:attr:`tracing`), every request under ``/v1/`` runs inside a server span
     (:meth:`gateway.telemetry.tracing.Tracing.serve`), named by its route if it is one of
     :attr:`traced_routes`."""
 
     data_plane: Any = None
+    raw_paths: dict[str, Any] = {}  # noqa: RUF012  (replaced per app, never mutated)
     tracing: Tracing | None = None
     traced_routes: frozenset[str] = frozenset()
 
@@ -114,21 +136,50 @@ class GatewayApp(Litestar):
                 route = path if path in self.traced_routes else ""
                 await self.tracing.serve(scope, receive, send, self._dispatch, route)
                 return
-            if raw["path"] == CHAT_PATH and raw["method"] == "POST" and self.data_plane is not None:
-                await self.data_plane(scope, receive, send)
-                return
+            if raw["method"] == "POST":
+                path = raw["path"]
+                if path == CHAT_PATH and self.data_plane is not None:
+                    await self.data_plane(scope, receive, send)
+                    return
+                handler = self.raw_paths.get(path)
+                if handler is not None:
+                    await handler(scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
     async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         """:meth:`__call__` without the tracing branch (inside the server span)."""
-        if (
-            scope["type"] == "http"
-            and scope["path"] == CHAT_PATH
-            and scope["method"] == "POST"
-            and self.data_plane is not None
-        ):
-            await self.data_plane(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == CHAT_PATH and self.data_plane is not None:
+                await self.data_plane(scope, receive, send)
+                return
+            handler = self.raw_paths.get(path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class CorsGatewayApp(GatewayApp):
+    """A :class:`GatewayApp` with CORS (``GATEWAY_CORS_ALLOW_ORIGINS``): :attr:`cors` applies
+    to every ``/v1/`` request first (preflights answered, headers added to every answer, errors
+    included). A class of its own, so that without CORS the request path pays nothing for it."""
+
+    cors: CorsPolicy
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        raw: Any = scope
+        if raw["type"] == "http" and raw["path"].startswith(CORS_PATH_PREFIX):
+            wrapped = await self.cors.apply(raw, send)  # type: ignore[arg-type]
+            if wrapped is None:  # a preflight, answered
+                return
+            send = wrapped  # type: ignore[assignment]
         await super().__call__(scope, receive, send)
 
 
@@ -152,6 +203,9 @@ class Gateway:
     guard_runner: GuardRunner
     latch: LatchedFlags
     replica: str
+    ramper: Ramper
+    admin_auth: AdminAuth
+    """``/admin`` credentials: bearer admin keys, or console sessions (cookie + CSRF)."""
     tracing: Tracing | None = None
 
     def readiness(self) -> dict[str, Any]:
@@ -192,6 +246,14 @@ def build_gateway(
         other_plane=admin_keys,
     )
     admin = KeyRing(admin_keys, plane="admin", required=False, other_plane=client_keys)
+    secret = settings.console.session_secret
+    admin_auth = AdminAuth(
+        admin,
+        SessionCodec(
+            secret.get_secret_value() if secret is not None else None,
+            settings.console.session_ttl_s,
+        ),
+    )
     logger = get_logger("gateway")
     metrics = Metrics(config)
     telemetry = Telemetry(metrics, get_line_logger("gateway"), log_payloads=settings.log_payloads)
@@ -244,6 +306,21 @@ def build_gateway(
         outcomes=open_outcome_store(settings.flag_store, namespace=settings.flag_store_namespace),
         webhook_url=settings.guard_webhook_url,
     )
+    ramper = Ramper(
+        config,
+        guard,
+        flags,
+        latch,
+        logger,
+        replica=flags.replica,
+        tick_s=settings.guard_tick_s,
+        evidence_route_wide=lambda: guard_runner.evidence_route_wide,
+        metrics=RampMetrics(
+            metrics.ramp_step,
+            metrics.ramp_state,
+            [n for n, r in config.routes.items() if r.ramp is not None],
+        ),
+    )
     return Gateway(
         settings=settings,
         config=config,
@@ -261,6 +338,8 @@ def build_gateway(
         guard_runner=guard_runner,
         latch=latch,
         replica=flags.replica,
+        ramper=ramper,
+        admin_auth=admin_auth,
         tracing=tracing,
     )
 
@@ -309,11 +388,13 @@ def create_app(
         )
         await gw.flags.start()
         await gw.guard_runner.start()
+        await gw.ramper.start()
         if gc_tuning:
             tune_gc()
         try:
             yield
         finally:
+            await gw.ramper.stop()
             await gw.guard_runner.stop()
             await gw.shadow.aclose()
             await gw.flags.stop()
@@ -344,8 +425,16 @@ def create_app(
         request_id = new_request_id(request.headers.get("x-request-id"))
         return to_response(internal_error_reply(gw.logger, request.url.path, exc, request_id))
 
-    app = GatewayApp(
-        route_handlers=[*openai_handlers(gw), *ops_handlers(gw), *admin_handlers(gw)],
+    cors = CorsPolicy.from_settings(settings.cors_allow_origins, settings.cors_max_age_s)
+    app_class = GatewayApp if cors is None else CorsGatewayApp
+    app = app_class(
+        route_handlers=[
+            *openai_handlers(gw),
+            *ops_handlers(gw),
+            *admin_handlers(gw),
+            *console_handlers(gw),
+            _openapi_assets(),
+        ],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: on_gateway_error,
@@ -358,18 +447,57 @@ def create_app(
             version=__version__,
             path="/admin/openapi",
             description="Flags, audit and routes of the feature-flagged inference gateway.",
+            render_plugins=_openapi_render_plugins(),
         ),
+        template_config=TemplateConfig(directory=TEMPLATE_DIR, engine=JinjaTemplateEngine),
         logging_config=None,
         debug=False,
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
+    app.raw_paths = {
+        EMBEDDINGS_PATH: PassthroughASGI(gw, "embeddings"),
+        COMPLETIONS_PATH: PassthroughASGI(gw, "completions"),
+        RESPONSES_PATH: ChatCompletionsASGI(gw, RESPONSES_PATH),
+    }
+    if isinstance(app, CorsGatewayApp) and cors is not None:
+        app.cors = cors
     if tracing is not None:
         app.tracing = tracing
         app.traced_routes = frozenset(
-            path for r in app.routes if (path := r.path).startswith("/v1/")
+            [
+                *(path for r in app.routes if (path := r.path).startswith("/v1/")),
+                CHAT_PATH,
+                *app.raw_paths,
+            ]
         )
     return app
+
+
+OPENAPI_ASSETS = "/admin/openapi-assets"
+"""Where Swagger UI's files are served from (the ``swagger-ui-bundle`` package's copy), so that
+``/admin/openapi`` loads nothing from a CDN."""
+
+
+def _openapi_assets() -> Any:
+    return create_static_files_router(
+        path=OPENAPI_ASSETS, directories=[swagger_ui_path], name="openapi-assets"
+    )
+
+
+def _openapi_render_plugins() -> list[Any]:
+    """``/admin/openapi``: Swagger UI from :data:`OPENAPI_ASSETS`; the spec at
+    ``/admin/openapi/openapi.json``."""
+    return [
+        SwaggerRenderPlugin(
+            path="/",
+            js_url=f"{OPENAPI_ASSETS}/swagger-ui-bundle.js",
+            css_url=f"{OPENAPI_ASSETS}/swagger-ui.css",
+            standalone_preset_js_url=f"{OPENAPI_ASSETS}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{OPENAPI_ASSETS}/favicon-32x32.png'>",
+        ),
+        JsonRenderPlugin(path="/openapi.json"),
+    ]
 
 
 def _validation_error(exc: ValidationException) -> InvalidRequestError:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Route, Variant
+from gateway.errors import GatewayError
 from gateway.relay.body import parse_chat_request
 from gateway.relay.operation import Answer, Head
 from gateway.relay.stream import ChatStream
@@ -51,6 +52,9 @@ class ChatOperation:
         if usage is None:
             return Answer(content, text, view=view)
         return Answer(content, text, usage.prompt_tokens, usage.completion_tokens, view)
+
+    def explain(self, exc: GatewayError) -> GatewayError:
+        return exc
 
     def stream(
         self,
