@@ -48,6 +48,7 @@ from gateway.errors import (
 )
 from gateway.relay import CLIENT_CLOSED_REQUEST, Headers, Reply, error_reply
 from gateway.telemetry import RequestRecord
+from gateway.telemetry.tracing import FORWARDED_HEADERS, Tracing, forwarded
 from gateway.upstream import sse_error_event, translate_transport_error
 from gateway.upstream.sse import DONE, SSEEventTooLarge, Usage, event_data
 from gateway.upstream.stream_start import OpenedStream
@@ -180,6 +181,7 @@ class PassthroughASGI:
         "_routes",
         "_routing_headers",
         "_telemetry",
+        "_tracing",
         "_upstream_path",
         "_upstreams",
     )
@@ -201,10 +203,11 @@ class PassthroughASGI:
         self._log_payloads: bool = gw.settings.log_payloads
         self._clock = clock
         self._routing_headers: dict[str, Headers] = {}
+        self._tracing: Tracing | None = getattr(gw, "tracing", None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = perf_counter()
-        authorization = given_id = length = None
+        authorization = given_id = length = trace_headers = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -212,6 +215,10 @@ class PassthroughASGI:
                 length = value
             elif name == b"x-request-id":
                 given_id = value
+            elif name in FORWARDED_HEADERS:  # traceparent, tracestate, baggage
+                trace_headers = forwarded(trace_headers, name, value)
+        if self._tracing is not None:  # the server span's context instead
+            trace_headers = Tracing.outgoing()
         request_id = new_request_id(None if given_id is None else given_id.decode("latin-1"))
         rec = RequestRecord(request_id, started, operation=self._operation)
         try:
@@ -227,7 +234,7 @@ class PassthroughASGI:
         watch = DisconnectWatch(receive)
         try:
             try:
-                reply = await self._answer(raw, rec)
+                reply = await self._answer(raw, rec, trace_headers)
             except Exception as exc:  # the one boundary for the unexpected: a 500, logged
                 rec.status, rec.error_code = 500, "internal_error"
                 self._telemetry.finish(rec)
@@ -269,8 +276,11 @@ class PassthroughASGI:
             (b"x-gateway-overhead-ms", b"%.3f" % overhead),
         ]
 
-    async def _answer(self, raw: bytes, rec: RequestRecord) -> Reply:
-        """One request's reply. Never raises a GatewayError: it becomes the reply."""
+    async def _answer(
+        self, raw: bytes, rec: RequestRecord, trace_headers: dict[str, str] | None = None
+    ) -> Reply:
+        """One request's reply (``trace_headers`` sent to the upstream). Never raises a
+        GatewayError: it becomes the reply."""
         inflight = None
         try:
             head = _parse(raw)
@@ -288,10 +298,12 @@ class PassthroughASGI:
             if stream:
                 wants_usage = head.stream_options is not None and head.stream_options.include_usage
                 body = raw if wants_usage else _with_usage(raw)
-                reply = await self._open_stream(variant, body, rec, wants_usage, inflight)
+                reply = await self._open_stream(
+                    variant, body, rec, wants_usage, inflight, trace_headers
+                )
                 inflight = None  # the stream decrements it when it ends
                 return reply
-            return await self._unary(variant, raw, rec)
+            return await self._unary(variant, raw, rec, trace_headers)
         except GatewayError as exc:
             return self._reject(rec, exc)
         except asyncio.CancelledError:
@@ -313,11 +325,22 @@ class PassthroughASGI:
         elif isinstance(exc, UpstreamEventTooLargeError):
             self._metrics.events_too_large_by_upstream[upstream].inc()
 
-    async def _unary(self, variant: Variant, raw: bytes, rec: RequestRecord) -> Reply:
+    async def _unary(
+        self,
+        variant: Variant,
+        raw: bytes,
+        rec: RequestRecord,
+        trace_headers: dict[str, str] | None = None,
+    ) -> Reply:
         client = self._upstreams[variant.upstream]
         t0 = self._clock()
         try:
-            answer = await client.send(raw, request_id=rec.request_id, path=self._upstream_path)
+            answer = await client.send(
+                raw,
+                request_id=rec.request_id,
+                path=self._upstream_path,
+                trace_headers=trace_headers,
+            )
         except UpstreamError as exc:
             self._count_upstream_error(exc, variant.upstream, rec)
             raise
@@ -343,13 +366,22 @@ class PassthroughASGI:
         return Reply(200, headers, answer.content)
 
     async def _open_stream(
-        self, variant: Variant, body: bytes, rec: RequestRecord, wants_usage: bool, inflight: Any
+        self,
+        variant: Variant,
+        body: bytes,
+        rec: RequestRecord,
+        wants_usage: bool,
+        inflight: Any,
+        trace_headers: dict[str, str] | None = None,
     ) -> Reply:
         client = self._upstreams[variant.upstream]
         t0 = self._clock()
         try:
             opened = await client.open_stream(
-                body, request_id=rec.request_id, path=self._upstream_path
+                body,
+                request_id=rec.request_id,
+                path=self._upstream_path,
+                trace_headers=trace_headers,
             )
         except UpstreamError as exc:
             self._count_upstream_error(exc, variant.upstream, rec)

@@ -312,6 +312,14 @@ class Tracing:
             span.set_status(StatusCode.ERROR)
         span.set_attributes(attributes)
 
+    @staticmethod
+    def outgoing() -> dict[str, str]:
+        """The current context as headers for an upstream call that has no span of its own
+        (the pass-through endpoints): the upstream's span becomes a child of the server span."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        return headers
+
     # -- upstream attempts -----------------------------------------------------------------
 
     def start_attempt(

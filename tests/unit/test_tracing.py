@@ -581,3 +581,32 @@ def test_an_unknown_exporter_stops_the_gateway_before_it_serves(
         build_gateway(settings)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert build_gateway(settings).tracing is None
+
+
+async def test_pass_through_endpoints_pass_the_trace_on(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    """/v1/embeddings: the caller's headers as they came with tracing off; with tracing on the
+    server span's context (pass-through calls have no client span of their own)."""
+    routes = routes_text() + "passthrough:\n  up: [emb]\n"
+    raw = b'{"model": "emb", "input": "a"}'
+    auth = {"authorization": "Bearer sk-inproc-client-7f3a", "traceparent": TRACEPARENT}
+    seen: list[httpx.Headers] = []
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    (tmp_path / "off").mkdir()
+    (tmp_path / "on").mkdir()
+    async with in_process_gateway(tmp_path / "off", upstream, routes=routes) as g:
+        assert (await g.client.post("/v1/embeddings", content=raw, headers=auth)).is_success
+    async with in_process_gateway(
+        tmp_path / "on", upstream, routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        assert (await g.client.post("/v1/embeddings", content=raw, headers=auth)).is_success
+    off, on = seen
+    assert off["traceparent"] == TRACEPARENT
+    (server,) = by_name(exporter.get_finished_spans(), "POST /v1/embeddings")
+    assert on["traceparent"] == traceparent_of(server)
+    assert hexid(server.context.trace_id, 32) == TRACE_ID
