@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +32,7 @@ __all__ = [
     "Route",
     "RoutesFile",
     "ShadowConfig",
+    "ToolCallsConfig",
     "UpstreamConfig",
     "Variant",
     "VariantConfig",
@@ -85,6 +87,11 @@ class VariantConfig(_Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Request fields set on every call (temperature...)."
     )
+    params_mode: Literal["enforce", "default"] = Field(
+        "enforce",
+        description="enforce: params replace the client's values (reported in "
+        "x-gateway-overridden); default: params fill only fields the client did not send.",
+    )
 
 
 class FlagConfig(_Strict):
@@ -93,6 +100,15 @@ class FlagConfig(_Strict):
     enabled: bool = True
     weight: int = Field(0, ge=0, le=MAX_WEIGHT, description="Thousandths of a percent.")
     salt: str | None = Field(None, description="Bucketing salt; default: the route name.")
+
+
+class ToolCallsConfig(_Strict):
+    """Which functions a route's answers may call and what their arguments must look like."""
+
+    allowed: dict[str, dict[str, Any] | None] = Field(
+        description="Function name -> JSON Schema of its arguments, or null for any JSON "
+        "object. An empty mapping allows no tool call at all."
+    )
 
 
 class ContractConfig(_Strict):
@@ -105,6 +121,7 @@ class ContractConfig(_Strict):
     regex: str | None = None
     max_length: int | None = Field(None, gt=0)
     non_empty: bool = True
+    tool_calls: ToolCallsConfig | None = None
 
 
 class GuardConfig(_Strict):
@@ -150,6 +167,11 @@ class RouteConfig(_Strict):
         "record", description="fallback: answer from the fallback when a check fails"
     )
     shadow: ShadowConfig | None = None
+    response_model: Literal["route", "upstream"] = Field(
+        "route",
+        description="The answer's `model`: the route name (hides the variant's model id) or "
+        "the upstream's own model id.",
+    )
 
 
 class Price(_Strict):
@@ -189,6 +211,7 @@ class Variant:
     input_usd_per_token: float
     output_usd_per_token: float
     priced: bool
+    params_mode: Literal["enforce", "default"] = "enforce"
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         """Cost in USD of one call with these token counts."""
@@ -212,6 +235,7 @@ class Route:
     passthrough: bool = False
     on_violation: Literal["record", "fallback"] = "record"
     shadow: ShadowConfig | None = None
+    response_model: Literal["route", "upstream"] = "route"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +348,8 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
         }
         if rc.contract and rc.contract.labels is not None and not rc.contract.labels:
             problems.append(f"{where}.contract.labels: empty list (list the allowed labels)")
+        if rc.contract is not None:
+            _check_schemas(rc.contract, f"{where}.contract", problems)
         routes[name] = Route(
             name=name,
             variants=variants,
@@ -337,6 +363,7 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
             description=rc.description,
             on_violation=rc.on_violation,
             shadow=rc.shadow,
+            response_model=rc.response_model,
         )
     for upstream, models in parsed.passthrough.items():
         if upstream not in parsed.upstreams:
@@ -374,6 +401,7 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
                 failover_on=frozenset(),
                 system_prompt_mode="replace",
                 passthrough=True,
+                response_model="upstream",
             )
     return routes
 
@@ -422,7 +450,28 @@ def _resolve_variant(
         input_usd_per_token=price.input / 1e6 if price else 0.0,
         output_usd_per_token=price.output / 1e6 if price else 0.0,
         priced=price is not None,
+        params_mode=vc.params_mode,
     )
+
+
+def _check_schemas(contract: ContractConfig, where: str, problems: list[str]) -> None:
+    """Every JSON Schema of a contract must be a valid schema of its draft (jsonschema's
+    ``check_schema``), so a typo fails at load, not as a failed check on every answer."""
+    schemas: list[tuple[str, dict[str, Any]]] = []
+    if contract.json_schema is not None:
+        schemas.append(("json_schema", contract.json_schema))
+    if contract.tool_calls is not None:
+        for name, schema in contract.tool_calls.allowed.items():
+            if schema is not None:
+                schemas.append((f"tool_calls.allowed.{name}", schema))
+    for key, schema in schemas:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            path = ".".join(str(p) for p in exc.absolute_path)
+            at = f" at {path}" if path else ""
+            problems.append(f"{where}.{key}: not a valid JSON Schema{at}: {exc.message}")
 
 
 def _read_few_shot(file: Path, where: str, problems: list[str]) -> tuple[dict[str, str], ...]:

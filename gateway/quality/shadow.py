@@ -22,6 +22,8 @@ import msgspec
 
 from gateway.config import Route, Variant
 from gateway.errors import UpstreamError
+from gateway.quality.answer import Answer, answer_from_message
+from gateway.quality.contract import Contract
 from gateway.quality.monitor import QualityMonitor
 from gateway.routing.payload import build_payload
 from gateway.telemetry import Metrics
@@ -29,6 +31,8 @@ from gateway.upstream import UpstreamPool, decode_completion
 
 __all__ = ["ShadowRunner"]
 
+_NO_CONTRACT = Contract(None)
+"""Without a contract, answers agree when they are the same text and tool calls."""
 _TRIP_AFTER = 3
 _PAUSE_S = 10.0
 
@@ -76,7 +80,7 @@ class ShadowRunner:
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
-        served: str | None,
+        served: Answer | str | None,
         rollout_id: str,
         request_id: str,
     ) -> None:
@@ -101,7 +105,7 @@ class ShadowRunner:
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
-        served: str | None,
+        served: Answer | str | None,
         rollout_id: str,
         request_id: str,
         state: _RouteShadow,
@@ -116,17 +120,17 @@ class ShadowRunner:
                 view = decode_completion(response.content)
             except msgspec.DecodeError:
                 view = None
-            text = None
-            if view is not None and view.choices and view.choices[0].message is not None:
-                text = view.choices[0].message.content
+            answer = None
+            if view is not None and view.choices:
+                answer = answer_from_message(view.choices[0].message)
             failed = (
-                view is None or bool(self._monitor.judge(route.name, candidate.name, text)) or slow
+                view is None
+                or bool(self._monitor.judge(route.name, candidate.name, answer))
+                or slow
             )
             state.errors_in_a_row = 0
-            contract = self._monitor.contracts.get(route.name)
-            agreed = (contract.agree(text, served) if contract else text == served) and (
-                text is not None
-            )
+            contract = self._monitor.contracts.get(route.name) or _NO_CONTRACT
+            agreed = contract.agree(answer, served)
             state.children["agree" if agreed else "disagree"].inc()
             self._monitor.guard.observe(route.name, rollout_id, "candidate", failed)
             self._monitor.guard.observe_shadow(route.name, rollout_id, agreed)

@@ -1,7 +1,8 @@
 """Server-sent events from an OpenAI-compatible upstream, parsed just enough to relay them.
 
 The relay forwards each event's bytes unchanged; it decodes a chunk only into the few fields it
-needs (content deltas, finish reason, usage, an ``error`` object) with a typed msgspec decoder,
+needs (content, tool call and refusal deltas, finish reason, usage, ``model``, an ``error``
+object) with a typed msgspec decoder,
 which skips every other field without building it.
 """
 
@@ -17,8 +18,10 @@ __all__ = [
     "DONE",
     "ChunkView",
     "CompletionView",
+    "FunctionView",
     "SSEDecoder",
     "SSEEventTooLarge",
+    "ToolCallView",
     "Usage",
     "decode_chunk",
     "decode_completion",
@@ -36,8 +39,25 @@ class Usage(msgspec.Struct):
     completion_tokens: int = 0
 
 
+class FunctionView(msgspec.Struct):
+    """A tool call's ``function``: its name and its arguments (JSON text, or a piece of it in a
+    stream delta)."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallView(msgspec.Struct):
+    """One entry of ``message.tool_calls`` or ``delta.tool_calls`` (deltas carry ``index``)."""
+
+    index: int = 0
+    function: FunctionView | None = None
+
+
 class _Delta(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[ToolCallView] | None = None
+    refusal: str | None = None
 
 
 class _ChunkChoice(msgspec.Struct):
@@ -52,10 +72,13 @@ class ChunkView(msgspec.Struct):
     choices: list[_ChunkChoice] = []
     usage: Usage | None = None
     error: Any = None
+    model: str | None = None
 
 
 class _Message(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[ToolCallView] | None = None
+    refusal: str | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -69,6 +92,7 @@ class CompletionView(msgspec.Struct):
 
     choices: list[_Choice]
     usage: Usage | None = None
+    model: str | None = None
 
 
 _chunk_decoder = msgspec.json.Decoder(ChunkView)
