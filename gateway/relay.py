@@ -34,10 +34,12 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
+from gateway.quality.answer import Answer, AnswerAssembler, answer_from_message
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.shadow import ShadowRunner
 from gateway.routing import Decision, FlagSource, FlagState, decide
-from gateway.routing.payload import build_payload
+from gateway.routing.payload import build_request
+from gateway.routing.response_model import encode_model, replace_model, replace_model_in_event
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
     UpstreamPool,
@@ -211,11 +213,13 @@ def error_reply(
     return Reply(exc.status_code, headers, exc.to_body())
 
 
-def _content(view: Any) -> str | None:
-    if view.choices and view.choices[0].message is not None:
-        content: str | None = view.choices[0].message.content
-        return content
-    return None
+def _answer(view: Any) -> Answer | None:
+    """The first choice's answer in a unary completion view (``None``: no message)."""
+    return answer_from_message(view.choices[0].message) if view.choices else None
+
+
+def _overridden_header(overridden: tuple[str, ...]) -> tuple[bytes, bytes]:
+    return (b"x-gateway-overridden", ",".join(overridden).encode("latin-1"))
 
 
 class ChatRelay:
@@ -246,6 +250,13 @@ class ChatRelay:
         self._clock = clock
         self._failover_children: dict[tuple[str, str], Any] = {}
         self._routing_headers: dict[tuple[str, str, str], tuple[tuple[bytes, bytes], ...]] = {}
+        self._response_models = {
+            name: encode_model(name)
+            for name, route in config.routes.items()
+            if route.response_model == "route" and not route.passthrough
+        }
+        """Route name -> its name as a JSON string, for routes whose answers carry it as
+        ``model``."""
 
     def reject(self, rec: RequestRecord, exc: GatewayError) -> Reply:
         """Finish ``rec`` with ``exc`` and build its OpenAI error reply."""
@@ -369,15 +380,16 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
         stream: bool,
-    ) -> tuple[Variant, Decision, Any, Any]:
+    ) -> tuple[Variant, Decision, Any, Any, tuple[str, ...]]:
         """Call the variant's upstream; on a failure the route fails over on, call the fallback.
 
         Returns the variant and decision that answered, then for unary calls the response and
         its decoded completion view, for streams the :class:`OpenedStream` (first event read
-        and checked, so an invalid stream fails over like an invalid unary answer) and None.
+        and checked, so an invalid stream fails over like an invalid unary answer) and None;
+        last the client's fields the answering variant's request overrode.
         """
         while True:
-            payload = build_payload(route, variant, body, stream)
+            payload, overridden = build_request(route, variant, body, stream)
             client = self._upstreams[variant.upstream]
             t0 = self._clock()
             try:
@@ -420,7 +432,7 @@ class ChatRelay:
             rec.upstream_seconds += spent
             rec.attempt_seconds = spent
             self._answered_by(rec, route, variant, decision)
-            return variant, decision, response, view
+            return variant, decision, response, view, overridden
 
     @staticmethod
     def _answered_by(
@@ -457,9 +469,16 @@ class ChatRelay:
             )
         child.inc()
 
-    def _headers(self, rec: RequestRecord, variant: Variant, decision: Decision) -> Headers:
+    def _headers(
+        self,
+        rec: RequestRecord,
+        variant: Variant,
+        decision: Decision,
+        overridden: tuple[str, ...] = (),
+    ) -> Headers:
         """x-request-id and the x-gateway-* headers; the routing ones encoded once per
-        (route, variant, decision reason)."""
+        (route, variant, decision reason); ``x-gateway-overridden`` when the gateway changed
+        some of the client's fields."""
         key = (variant.route, variant.name, decision.reason)
         routing = self._routing_headers.get(key)
         if routing is None:
@@ -469,11 +488,14 @@ class ChatRelay:
                 (b"x-gateway-decision", decision.reason.encode("latin-1")),
             )
         overhead = rec.overhead_seconds(self._clock()) * 1000
-        return [
+        headers = [
             (b"x-request-id", rec.request_id.encode("latin-1")),
             *routing,
             (b"x-gateway-overhead-ms", b"%.3f" % overhead),
         ]
+        if overridden:
+            headers.append(_overridden_header(overridden))
+        return headers
 
     async def _unary(
         self,
@@ -484,11 +506,11 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
     ) -> Reply:
-        variant, decision, response, view = await self._attempt(
+        variant, decision, response, view, overridden = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=False
         )
-        text = _content(view)
-        failed_checks = self._quality.judge(route.name, variant.name, text)
+        answer = _answer(view)
+        failed_checks = self._quality.judge(route.name, variant.name, answer)
         if (
             failed_checks
             and route.on_violation == "fallback"
@@ -501,24 +523,28 @@ class ChatRelay:
             rec.checks_failed = failed_checks
             self._quality.count_failed_attempt(rec, route)
             fallback = route.variants[route.fallback]
-            variant, decision, response, view = await self._attempt(
+            variant, decision, response, view, overridden = await self._attempt(
                 route, fallback, _VIOLATION, body, rec, ctx, stream=False
             )
-            text = _content(view)
-            failed_checks = self._quality.judge(route.name, variant.name, text)
+            answer = _answer(view)
+            failed_checks = self._quality.judge(route.name, variant.name, answer)
         rec.checks_failed = failed_checks or None
         if view.usage is not None:
             rec.input_tokens = view.usage.prompt_tokens
             rec.output_tokens = view.usage.completion_tokens
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
         rec.priced = variant.priced
-        rec.completion = text
-        headers = self._headers(rec, variant, decision)
+        rec.completion = answer.text if answer is not None else None
+        headers = self._headers(rec, variant, decision, overridden)
         self._finish(rec)
         if decision.reason == "shadow" and self._shadow is not None and rec.rollout_id:
             candidate = self._candidate(route, self._flags.flag(route.name))
-            self._shadow.offer(route, candidate, body, text, rec.rollout_id, rec.request_id)
-        return Reply(200, headers, response.content)
+            self._shadow.offer(route, candidate, body, answer, rec.rollout_id, rec.request_id)
+        content = response.content
+        model = self._response_models.get(route.name)
+        if model is not None:
+            content = replace_model(content, view.model, model)
+        return Reply(200, headers, content)
 
     def _count_discarded(self, route: Route, variant: Variant, view: Any) -> None:
         """Tokens and cost of an answer that was paid for but not returned."""
@@ -539,14 +565,15 @@ class ChatRelay:
         rec: RequestRecord,
         ctx: CallContext,
     ) -> Reply:
-        variant, decision, opened, _ = await self._attempt(
+        variant, decision, opened, _, overridden = await self._attempt(
             route, variant, decision, body, rec, ctx, stream=True
         )
         rec.priced = variant.priced
         wants_usage = head.stream_options is not None and head.stream_options.include_usage
-        headers = self._headers(rec, variant, decision)
+        headers = self._headers(rec, variant, decision, overridden)
         headers += _SSE_HEADERS
-        events = self._relay_events(opened, variant, rec, wants_usage, body)
+        model = self._response_models.get(route.name)
+        events = self._relay_events(opened, variant, rec, wants_usage, body, model)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay_events(
@@ -556,12 +583,14 @@ class ChatRelay:
         rec: RequestRecord,
         wants_usage: bool,
         body: dict[str, Any],
+        model: bytes | None = None,
     ) -> AsyncIterator[bytes]:
         """Relay upstream SSE events as they arrive (first those read while opening the
-        stream); end in ``[DONE]`` or an error event."""
+        stream), with ``model`` (a JSON string) as each chunk's model when given; end in
+        ``[DONE]`` or an error event."""
         decoder, chunks = opened.decoder, opened.chunks
         first: list[bytes] | None = opened.events
-        parts: list[str] = []
+        assembler = AnswerAssembler()
         done = False
         failed: GatewayError | None = None
         clock = self._clock
@@ -631,11 +660,23 @@ class ChatRelay:
                         if not view.choices and not wants_usage:
                             continue
                     for choice in view.choices:
-                        if choice.index == 0 and choice.delta and choice.delta.content:
+                        delta = choice.delta
+                        if choice.index != 0 or delta is None:
+                            continue
+                        if delta.content:
                             if rec.ttft_seconds is None:
                                 rec.ttft_seconds = clock() - rec.started
-                            parts.append(choice.delta.content)
-                    yield event + b"\n\n"
+                            assembler.text(delta.content)
+                        if delta.tool_calls:
+                            if rec.ttft_seconds is None:
+                                rec.ttft_seconds = clock() - rec.started
+                            assembler.tool_calls(delta.tool_calls)
+                        if delta.refusal:
+                            assembler.refusal(delta.refusal)
+                    if model is not None:
+                        yield replace_model_in_event(event, data, view.model, model) + b"\n\n"
+                    else:
+                        yield event + b"\n\n"
                 if failed is not None:
                     break
             if failed is None and not done:
@@ -658,16 +699,17 @@ class ChatRelay:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
-            rec.completion = "".join(parts)
+            answer = assembler.answer()
+            rec.completion = answer.text
             if rec.status == 200:
-                # The client's stream is already sent untouched; the check is recorded.
+                # The client's stream is already sent unchanged; the check is recorded.
                 route = self._routes[variant.route]
-                rec.checks_failed = self._quality.judge(route.name, variant.name, rec.completion)
+                rec.checks_failed = self._quality.judge(route.name, variant.name, answer)
                 rec.checks_failed = rec.checks_failed or None
                 if rec.decision == "shadow" and self._shadow is not None and rec.rollout_id:
                     candidate = self._candidate(route, self._flags.flag(route.name))
                     self._shadow.offer(
-                        route, candidate, body, rec.completion, rec.rollout_id, rec.request_id
+                        route, candidate, body, answer, rec.rollout_id, rec.request_id
                     )
             self._metrics.inflight_by_route[variant.route].dec()
             self._finish(rec)
