@@ -39,7 +39,7 @@ from gateway.quality.monitor import QualityMonitor
 from gateway.quality.shadow import ShadowRunner
 from gateway.routing import Decision, FlagSource, FlagState, decide
 from gateway.routing.payload import build_request
-from gateway.routing.response_model import encode_model, replace_model, replace_model_in_event
+from gateway.routing.response_model import StreamModel, encode_model, replace_model
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import (
     UpstreamPool,
@@ -591,6 +591,7 @@ class ChatRelay:
         decoder, chunks = opened.decoder, opened.chunks
         first: list[bytes] | None = opened.events
         assembler = AnswerAssembler()
+        rewrite = StreamModel(model).event if model is not None else None
         done = False
         failed: GatewayError | None = None
         clock = self._clock
@@ -673,8 +674,8 @@ class ChatRelay:
                             assembler.tool_calls(delta.tool_calls)
                         if delta.refusal:
                             assembler.refusal(delta.refusal)
-                    if model is not None:
-                        yield replace_model_in_event(event, data, view.model, model) + b"\n\n"
+                    if rewrite is not None:
+                        yield rewrite(event, data, view.model) + b"\n\n"
                     else:
                         yield event + b"\n\n"
                 if failed is not None:

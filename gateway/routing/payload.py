@@ -23,7 +23,7 @@ bench/results/profile-inprocess.md).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -37,11 +37,10 @@ _SAME_LIMIT = {"max_tokens": "max_completion_tokens", "max_completion_tokens": "
 (both are accepted)."""
 
 
-class Payload(NamedTuple):
-    """The upstream body and the client's fields it changed, in order (empty: none)."""
+Payload = tuple[bytes, tuple[str, ...]]
+"""The upstream body and the client's fields it changed, in order (empty: none)."""
 
-    body: bytes
-    overridden: tuple[str, ...]
+_NOTHING: tuple[str, ...] = ()
 
 
 _encode = msgspec.json.Encoder().encode
@@ -61,7 +60,7 @@ def _prefix(variant: Variant) -> bytes:
     return prefix
 
 
-def _messages(route: Route, variant: Variant, messages: Any) -> tuple[Any, list[str]]:
+def _messages(route: Route, variant: Variant, messages: Any) -> tuple[Any, tuple[str, ...]]:
     """The upstream's ``messages``: the variant's prompt applied (see
     :func:`~gateway.routing.prompts.apply_prompt`), pre-encoded where it can be; and the roles
     of the client's messages it replaced (``messages.system``, ``messages.developer``)."""
@@ -69,13 +68,12 @@ def _messages(route: Route, variant: Variant, messages: Any) -> tuple[Any, list[
         out = apply_prompt(
             messages, variant.system_prompt, variant.few_shot, route.system_prompt_mode
         )
-        return out, []
+        return out, _NOTHING
     rest = [m for m in messages if not is_system_message(m)]
-    replaced = []
+    replaced = _NOTHING
     if len(rest) != len(messages):
-        for role in ("system", "developer"):
-            if any(m.get("role") == role for m in messages if is_system_message(m)):
-                replaced.append(f"messages.{role}")
+        roles = {m.get("role") for m in messages if is_system_message(m)}
+        replaced = tuple(f"messages.{role}" for role in ("system", "developer") if role in roles)
     prefix = _prefix(variant)
     if not rest:
         return msgspec.Raw(prefix + b"]"), replaced
@@ -85,18 +83,19 @@ def _messages(route: Route, variant: Variant, messages: Any) -> tuple[Any, list[
 def _apply_params(variant: Variant, body: dict[str, Any], out: dict[str, Any]) -> list[str]:
     """Set the variant's params on ``out`` per its ``params_mode``; return the client's fields
     they replaced with another value."""
+    params = variant.params
     overridden = []
     if variant.params_mode == "enforce":
-        for name, value in variant.params.items():
+        for name, value in params.items():
             if name in body and body[name] != value:
                 overridden.append(name)
             other = _SAME_LIMIT.get(name)
-            if other is not None and other in body and other not in variant.params:
+            if other is not None and other in body and other not in params:
                 del out[other]
                 overridden.append(other)
-        out.update(variant.params)
+        out.update(params)
     else:
-        for name, value in variant.params.items():
+        for name, value in params.items():
             other = _SAME_LIMIT.get(name)
             if name not in body and (other is None or other not in body):
                 out[name] = value
@@ -105,7 +104,7 @@ def _apply_params(variant: Variant, body: dict[str, Any], out: dict[str, Any]) -
 
 def build_payload(route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> bytes:
     """The JSON body to POST to ``variant``'s upstream for the client's ``body``."""
-    return build_request(route, variant, body, stream).body
+    return build_request(route, variant, body, stream)[0]
 
 
 def build_request(route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> Payload:
@@ -114,11 +113,13 @@ def build_request(route: Route, variant: Variant, body: dict[str, Any], stream: 
     params in the variant's order)."""
     out = dict(body)
     out["model"] = variant.model
-    overridden: list[str] = []
+    overridden = _NOTHING
     if not route.passthrough:
         out["messages"], overridden = _messages(route, variant, body["messages"])
     if variant.params:
-        overridden += _apply_params(variant, body, out)
+        changed = _apply_params(variant, body, out)
+        if changed:
+            overridden = (*overridden, *changed)
     if stream:
         options = body.get("stream_options")
         out["stream_options"] = {
@@ -128,4 +129,4 @@ def build_request(route: Route, variant: Variant, body: dict[str, Any], stream: 
     elif body.get("stream"):  # a streamed request answered in one piece (shadow calls)
         out.pop("stream_options", None)
         out["stream"] = False
-    return Payload(_encode(out), tuple(overridden))
+    return _encode(out), overridden

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["encode_model", "replace_model", "replace_model_in_event"]
+__all__ = ["StreamModel", "encode_model", "replace_model", "replace_model_in_event"]
 
 _KEY = b'"model"'
 _SPACE = b" \t\r\n"
@@ -32,6 +32,9 @@ def _splice(data: bytes, current: str, model: bytes) -> bytes | None:
     """``data`` with the ``"model": "<current>"`` member's value replaced by ``model``, or
     ``None`` when no such member is found as plain bytes."""
     wanted = current.encode()
+    at = data.find(b'"model":"' + wanted + b'"')  # compact JSON, as most servers write it
+    if at >= 0:
+        return data[: at + 8] + model + data[at + 10 + len(wanted) :]
     at = data.find(_KEY)
     while at >= 0:
         i = at + len(_KEY)
@@ -77,3 +80,29 @@ def replace_model_in_event(event: bytes, data: bytes, current: str | None, model
     if spliced is not None:
         return spliced
     return b"data: " + replace_model(data, current, model)
+
+
+class StreamModel:
+    """:func:`replace_model_in_event` for the events of one stream, which all carry the same
+    ``model``: the bytes searched for are built once, so an event costs one ``find`` and a
+    splice."""
+
+    __slots__ = ("_current", "_model", "_needle")
+
+    def __init__(self, model: bytes) -> None:
+        self._model = model
+        self._current: str | None = None
+        self._needle = b""
+
+    def event(self, event: bytes, data: bytes, current: str | None) -> bytes:
+        """``event`` with ``model`` in place of its ``current`` one (see
+        :func:`replace_model_in_event`)."""
+        if current is None:
+            return event
+        if current != self._current:
+            self._current = current
+            self._needle = b'"model":' + _encode(current)
+        at = event.find(self._needle)
+        if at >= 0:
+            return event[: at + 8] + self._model + event[at + len(self._needle) :]
+        return replace_model_in_event(event, data, current, self._model)

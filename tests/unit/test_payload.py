@@ -120,10 +120,10 @@ def test_enforced_params_replace_the_clients_and_say_which_changed(tmp_path: Pat
     route, variant = variant_of(tmp_path, params={"temperature": 0, "top_p": 1, "seed": 7})
     body = {"model": "triage", "messages": [USER], "temperature": 0.7, "top_p": 1}
     payload = build_request(route, variant, body, False)
-    assert sent(payload.body)["temperature"] == 0
-    assert sent(payload.body)["seed"] == 7
-    assert payload.overridden == ("temperature",)
-    assert payload.body == build_payload(route, variant, body, False)
+    assert sent(payload[0])["temperature"] == 0
+    assert sent(payload[0])["seed"] == 7
+    assert payload[1] == ("temperature",)
+    assert payload[0] == build_payload(route, variant, body, False)
 
 
 def test_default_params_yield_to_the_client(tmp_path: Path) -> None:
@@ -133,9 +133,9 @@ def test_default_params_yield_to_the_client(tmp_path: Path) -> None:
     )
     body = {"model": "triage", "messages": [USER], "temperature": 0.7}
     payload = build_request(route, variant, body, False)
-    assert sent(payload.body)["temperature"] == 0.7
-    assert sent(payload.body)["seed"] == 7
-    assert payload.overridden == ()
+    assert sent(payload[0])["temperature"] == 0.7
+    assert sent(payload[0])["seed"] == 7
+    assert payload[1] == ()
 
 
 @pytest.mark.parametrize("mode", ["enforce", "default"])
@@ -147,13 +147,13 @@ def test_max_tokens_and_max_completion_tokens_are_one_field(
     route, variant = variant_of(tmp_path, params={"max_tokens": 5}, mode=mode)
     body = {"model": "triage", "messages": [USER], "max_completion_tokens": 100}
     payload = build_request(route, variant, body, False)
-    limits = {k: v for k, v in sent(payload.body).items() if k.startswith("max_")}
+    limits = {k: v for k, v in sent(payload[0]).items() if k.startswith("max_")}
     if mode == "enforce":
         assert limits == {"max_tokens": 5}
-        assert payload.overridden == ("max_completion_tokens",)
+        assert payload[1] == ("max_completion_tokens",)
     else:
         assert limits == {"max_completion_tokens": 100}
-        assert payload.overridden == ()
+        assert payload[1] == ()
 
 
 def test_replaced_system_and_developer_messages_are_reported_by_role(tmp_path: Path) -> None:
@@ -163,24 +163,24 @@ def test_replaced_system_and_developer_messages_are_reported_by_role(tmp_path: P
     developer = {"role": "developer", "content": "Answer in French."}
     body = {"model": "triage", "messages": [developer, USER]}
     payload = build_request(route, variant, body, False)
-    assert sent(payload.body)["messages"] == [{"role": "system", "content": "Classify."}, USER]
-    assert payload.overridden == ("messages.developer",)
+    assert sent(payload[0])["messages"] == [{"role": "system", "content": "Classify."}, USER]
+    assert payload[1] == ("messages.developer",)
 
     both = {"model": "triage", "messages": [{"role": "system", "content": "s"}, developer, USER]}
-    assert build_request(route, variant, both, False).overridden == (
+    assert build_request(route, variant, both, False)[1] == (
         "messages.system",
         "messages.developer",
     )
-    assert build_request(route, variant, {"model": "t", "messages": [USER]}, False).overridden == ()
+    assert build_request(route, variant, {"model": "t", "messages": [USER]}, False)[1] == ()
 
     prepend = dataclasses.replace(route, system_prompt_mode="prepend")
     kept = build_request(prepend, variant, body, False)
-    assert sent(kept.body)["messages"] == [
+    assert sent(kept[0])["messages"] == [
         {"role": "system", "content": "Classify."},
         developer,
         USER,
     ]
-    assert kept.overridden == ()
+    assert kept[1] == ()
 
 
 def test_messages_come_before_params_in_the_report(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_messages_come_before_params_in_the_report(tmp_path: Path) -> None:
         "messages": [{"role": "system", "content": "mine"}, USER],
         "temperature": 1,
     }
-    assert build_request(route, variant, body, True).overridden == (
+    assert build_request(route, variant, body, True)[1] == (
         "messages.system",
         "temperature",
     )

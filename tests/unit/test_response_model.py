@@ -8,7 +8,12 @@ import json
 import msgspec
 import pytest
 
-from gateway.routing.response_model import encode_model, replace_model, replace_model_in_event
+from gateway.routing.response_model import (
+    StreamModel,
+    encode_model,
+    replace_model,
+    replace_model_in_event,
+)
 from gateway.upstream import decode_chunk, decode_completion
 
 ROUTE = encode_model("support-triage")
@@ -79,3 +84,21 @@ def test_stream_events_are_rewritten_in_place_with_other_lines_kept() -> None:
     assert out.startswith(b"data: ")
     assert json.loads(out[6:]) == {"model": "support-triage", "choices": []}
     assert replace_model_in_event(b"data: {}", b"{}", None, ROUTE) == b"data: {}"
+
+
+def test_a_streams_events_share_one_rewriter() -> None:
+    """StreamModel gives the same bytes as replace_model_in_event, for compact events, spaced
+    ones, escaped ids, a model that changes mid-stream, and events without a model."""
+    rewriter = StreamModel(ROUTE)
+    cases = [
+        (b'{"id":"c","model":"' + FT.encode() + b'","choices":[]}', FT),
+        (b'{"id": "c", "model": "' + FT.encode() + b'", "choices": []}', FT),
+        (b'{"model":"other","choices":[]}', "other"),
+        (b'{"model":"a\\u0041","choices":[]}', "aA"),
+        (b'{"choices":[]}', None),
+    ]
+    for data, current in cases * 2:
+        event = b"data: " + data
+        assert rewriter.event(event, data, current) == replace_model_in_event(
+            event, data, current, ROUTE
+        )
