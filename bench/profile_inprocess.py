@@ -632,7 +632,7 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
     cache = {f"Bearer {KEY}": "bench"}
     digest = hashlib.sha256(KEY.encode()).digest()
     del digest
-    reply = Reply(200, relay._headers(rec, ft, decision), completion)
+    reply = Reply(200, relay.headers(rec, ft, decision), completion)
     headers_raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(completion)).encode()),
@@ -668,8 +668,8 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
             lambda: parse_chat_request(raw), n
         ),
         "  part: msgspec.json decode to dict only": timed(lambda: msgspec.json.decode(raw), n),
-        "routing decision: ChatRelay._decide (flag read, random bucket)": timed(
-            lambda: relay._decide(route, head, ctx, RequestRecord("r", 0.0)),
+        "routing decision: Relay.plan (flag read, random bucket)": timed(
+            lambda: relay.plan(route, head, ctx),
             n,
         ),
         "payload build: build_payload, candidate (short prompt)": timed(
@@ -706,8 +706,8 @@ async def micro(args: argparse.Namespace) -> dict[str, Any]:
         "  alt: plain per-process accumulators (bisect), exported at scrape": timed(
             plain_metrics, n
         ),
-        "response headers: ChatRelay._headers (5 x-gateway-* headers)": timed(
-            lambda: relay._headers(rec, ft, decision),
+        "response headers: Relay.headers (5 x-gateway-* headers)": timed(
+            lambda: relay.headers(rec, ft, decision),
             n,
         ),
         "response building: to_response (Litestar Response object)": timed(
@@ -738,8 +738,12 @@ COMPONENTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     # both a name (empty: any) and a file fragment decides the component.
     ("auth", ("authenticate", "bearer_token", "_digest"), ("gateway/auth.py",)),
     ("request id", ("new_request_id",), ("gateway/api/openai.py",)),
-    ("body parse", ("parse_chat_request",), ("gateway/relay.py",)),
-    ("routing decision", ("_decide", "_candidate"), ("gateway/relay.py",)),
+    ("body parse", ("parse_chat_request", "decode_body", "to_head"), ("gateway/relay/",)),
+    (
+        "routing decision",
+        ("plan", "plan_request", "candidate"),
+        ("gateway/relay/core.py", "gateway/routing/plan.py"),
+    ),
     ("routing decision", (), ("gateway/routing/decision.py", "gateway/routing/bucketing.py")),
     ("routing decision", (), ("gateway/quality/latch.py", "gateway/flags/service.py")),
     ("payload build (prompt applied, JSON encoded)", (), ("gateway/routing/",)),
@@ -752,12 +756,12 @@ COMPONENTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("telemetry: prometheus-client", (), ("prometheus_client/",)),
     ("telemetry: prometheus-client", ("count_request",), ("gateway/telemetry/metrics.py",)),
     ("telemetry: event dict, record", (), ("gateway/telemetry/",)),
-    ("response headers (x-gateway-*)", ("_headers", "overhead_seconds"), ("gateway/",)),
+    ("response headers (x-gateway-*)", ("headers", "overhead_seconds"), ("gateway/",)),
     ("response building (to_response)", ("to_response",), ("gateway/api/openai.py",)),
     ("upstream: aiohttp client", (), ("aiohttp/", "yarl/", "multidict/", "propcache/")),
     ("upstream: httpx-aiohttp + httpx objects", (), ("httpx_aiohttp/", "httpx/", "httpcore/")),
     ("upstream: gateway client code", (), ("gateway/upstream/",)),
-    ("relay orchestration (rest of relay.py)", (), ("gateway/relay.py",)),
+    ("relay orchestration (rest of gateway/relay/)", (), ("gateway/relay/",)),
     ("handler (rest of chat_completions)", (), ("gateway/api/",)),
     ("guard runner, flag service (background)", (), ("gateway/",)),
     ("Litestar (routing, Request, Response, ASGI send)", (), ("litestar/",)),

@@ -48,7 +48,7 @@ from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
-from gateway.relay import ChatRelay, error_reply
+from gateway.relay import Relay, error_reply
 from gateway.settings import Settings, load_settings
 from gateway.telemetry import (
     Metrics,
@@ -122,7 +122,7 @@ class Gateway:
     upstreams: UpstreamPool
     metrics: Metrics
     telemetry: Telemetry
-    relay: ChatRelay
+    relay: Relay
     logger: Any
     quality: QualityMonitor
     shadow: ShadowRunner
@@ -192,7 +192,7 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         RecentRequests(settings.feedback_max_requests, settings.feedback_ttl_s),
     )
     shadow = ShadowRunner(upstreams, quality, metrics, logger)
-    relay = ChatRelay(
+    relay = Relay(
         config,
         latch,
         upstreams,

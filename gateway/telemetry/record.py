@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+from gateway.config import Variant
+from gateway.errors import PoolExhaustedError, UpstreamError, UpstreamEventTooLargeError
 from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics
 
 __all__ = ["RequestRecord", "Telemetry"]
@@ -78,6 +80,7 @@ class Telemetry:
         self._log_payloads = log_payloads
         self.counts: dict[tuple[str, str], tuple[int, int]] = {}
         """(route, variant) -> (requests, errors with status >= 500), since start."""
+        self._failover_children: dict[tuple[str, str], Any] = {}
 
     def finish(self, rec: RequestRecord) -> None:
         """Record a finished request: ``request.completed`` log event and every metric."""
@@ -144,3 +147,46 @@ class Telemetry:
             client_key=rec.client_key,
             **(extra or _NO_FIELDS),
         )
+
+    # --- the relay's other metric updates: every one goes through here ----------------------
+
+    def enter(self, route: str) -> None:
+        """A request on ``route`` is being answered (``gateway_inflight_requests``)."""
+        self.metrics.inflight_by_route[route].inc()
+
+    def leave(self, route: str) -> None:
+        """A request that :meth:`enter` counted is over (answered, failed or abandoned)."""
+        self.metrics.inflight_by_route[route].dec()
+
+    def attempt_failed(self, rec: RequestRecord, upstream: str, exc: UpstreamError) -> None:
+        """An upstream attempt failed with ``exc``: count an oversized event or an exhausted
+        pool on ``upstream``; an exhausted pool also marks ``rec`` (the guard leaves it out)."""
+        if isinstance(exc, UpstreamEventTooLargeError):
+            self.metrics.events_too_large_by_upstream[upstream].inc()
+        elif isinstance(exc, PoolExhaustedError):
+            self.metrics.pool_exhausted_by_upstream[upstream].inc()
+            rec.pool_exhausted = True
+
+    def event_too_large(self, upstream: str) -> None:
+        """A stream already answering ended on an event over the size cap."""
+        self.metrics.events_too_large_by_upstream[upstream].inc()
+
+    def failover(self, route: str, variant: str, reason: str, seconds: float) -> None:
+        """``variant``'s attempt failed after ``seconds`` and the fallback answers instead
+        (``gateway_failovers_total{route,reason}``; the failed attempt's upstream time)."""
+        self.metrics.variants[(route, variant)].upstream_duration.observe(seconds)
+        child = self._failover_children.get((route, reason))
+        if child is None:
+            child = self._failover_children[(route, reason)] = self.metrics.failovers.labels(
+                route, reason
+            )
+        child.inc()
+
+    def discarded(
+        self, route: str, variant: Variant, input_tokens: int, output_tokens: int
+    ) -> None:
+        """Tokens and cost of an answer that was paid for but not returned to the client."""
+        vm = self.metrics.variants[(route, variant.name)]
+        vm.input_tokens.inc(input_tokens)
+        vm.output_tokens.inc(output_tokens)
+        vm.cost.inc(variant.cost_usd(input_tokens, output_tokens))

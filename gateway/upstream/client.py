@@ -33,7 +33,12 @@ from gateway.settings import UpstreamSettings
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.redact import Redactor
 from gateway.upstream.slots import ConnectionSlots
-from gateway.upstream.stream_start import OpenedStream, read_first_event
+from gateway.upstream.stream_start import (
+    FirstEventCheck,
+    OpenedStream,
+    check_chat_first,
+    read_first_event,
+)
 from gateway.upstream.transport import (
     AiohttpTransport,
     HttpxTransport,
@@ -42,7 +47,10 @@ from gateway.upstream.transport import (
     TransportResponse,
 )
 
-__all__ = ["UpstreamAnswer", "UpstreamClient", "UpstreamPool"]
+__all__ = ["CHAT_PATH", "UpstreamAnswer", "UpstreamClient", "UpstreamPool"]
+
+CHAT_PATH = "/chat/completions"
+"""The chat completions endpoint under an upstream's ``base_url`` (the default path)."""
 
 _MAX_ERROR_BODY = 64 * 1024
 DEADLINE_READ_TIMEOUTS = 4
@@ -68,6 +76,8 @@ class UpstreamClient:
         "_redactor",
         "_slots",
         "_url",
+        "_urls",
+        "base_url",
         "deadline_s",
         "max_event_bytes",
         "name",
@@ -90,7 +100,9 @@ class UpstreamClient:
         ``httpx.AsyncBaseTransport`` (e.g. ``httpx.MockTransport``), adapted."""
         self.name = name
         self._redactor = redactor or Redactor([api_key] if api_key else [])
-        self.url = self._url = config.base_url + "/chat/completions"
+        self.base_url = config.base_url
+        self.url = self._url = config.base_url + CHAT_PATH
+        self._urls = {CHAT_PATH: self._url}
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
         self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
@@ -118,8 +130,11 @@ class UpstreamClient:
             )
         self.transport: Transport = transport
 
-    async def send(self, body: bytes, *, request_id: str, stream: bool = False) -> UpstreamAnswer:
-        """POST a chat completion and read the answer in full, within ``deadline_s``.
+    async def send(
+        self, body: bytes, *, request_id: str, stream: bool = False, path: str = CHAT_PATH
+    ) -> UpstreamAnswer:
+        """POST a chat completion (or another operation: ``path`` under the upstream's
+        ``base_url``, e.g. ``/responses``) and read the answer in full, within ``deadline_s``.
 
         ``stream`` must be false (kept for callers that say so; streams use
         :meth:`open_stream`).
@@ -137,7 +152,7 @@ class UpstreamClient:
         await slots.acquire()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, path)
                 try:
                     content = await response.read()
                 except BaseException:
@@ -151,9 +166,17 @@ class UpstreamClient:
         finally:
             slots.release()
 
-    async def open_stream(self, body: bytes, *, request_id: str) -> OpenedStream:
-        """POST a streaming chat completion and read it up to its first data event, within
-        ``deadline_s`` (see :mod:`gateway.upstream.stream_start`). The caller must
+    async def open_stream(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        path: str = CHAT_PATH,
+        check_first: FirstEventCheck = check_chat_first,
+    ) -> OpenedStream:
+        """POST a streaming chat completion (or another operation at ``path``) and read it up to
+        its first data event, within ``deadline_s``; ``check_first`` judges that event (see
+        :mod:`gateway.upstream.stream_start`). The caller must
         :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
         connection slot back).
 
@@ -167,9 +190,11 @@ class UpstreamClient:
         handed_over = False
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self._post(request_id, body)
+                response = await self._post(request_id, body, path)
                 try:
-                    opened = await read_first_event(response, self.name, self.max_event_bytes)
+                    opened = await read_first_event(
+                        response, self.name, self.max_event_bytes, check_first
+                    )
                 except BaseException:
                     await response.aclose()
                     raise
@@ -190,12 +215,15 @@ class UpstreamClient:
             upstream=self.name,
         )
 
-    async def _post(self, request_id: str, body: bytes) -> TransportResponse:
+    async def _post(self, request_id: str, body: bytes, path: str) -> TransportResponse:
         """The response of a 2xx answer, body unread. Raises TransportError,
         UpstreamStatusError."""
         headers = self._headers.copy()
         headers["x-request-id"] = request_id
-        response = await self.transport.post(self._url, headers, body)
+        url = self._urls.get(path)
+        if url is None:  # one per operation, built once
+            url = self._urls[path] = self.base_url + path
+        response = await self.transport.post(url, headers, body)
         if response.status >= 300:
             raise await self._status_error(response)
         return response

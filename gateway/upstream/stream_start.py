@@ -20,7 +20,12 @@ from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.sse import DONE, SSEDecoder, SSEEventTooLarge, decode_chunk, event_data
 from gateway.upstream.transport import TransportError, TransportResponse
 
-__all__ = ["OpenedStream", "read_first_event"]
+__all__ = ["FirstEventCheck", "OpenedStream", "check_chat_first", "read_first_event"]
+
+FirstEventCheck = Callable[[bytes, str], None]
+"""Judges a stream's first data event (its ``data`` bytes, the upstream's name); raises
+:class:`~gateway.errors.UpstreamProtocolError` when it is not a valid start of the operation's
+stream."""
 
 
 @dataclass(slots=True)
@@ -51,9 +56,13 @@ class OpenedStream:
 
 
 async def read_first_event(
-    response: TransportResponse, upstream: str, max_event_bytes: int
+    response: TransportResponse,
+    upstream: str,
+    max_event_bytes: int,
+    check_first: FirstEventCheck | None = None,
 ) -> OpenedStream:
-    """Read ``response`` up to its first data event and check it.
+    """Read ``response`` up to its first data event and check it (``check_first``, by default
+    :func:`check_chat_first`).
 
     Does not close ``response`` on failure (the caller does, whatever the exception).
 
@@ -96,11 +105,12 @@ async def read_first_event(
             if data is None:
                 continue  # a comment (keep-alive) or an event without data
             if data != DONE:
-                _check_first(data, upstream)
+                (check_first or check_chat_first)(data, upstream)
             return OpenedStream(response, chunks, decoder, events)
 
 
-def _check_first(data: bytes, upstream: str) -> None:
+def check_chat_first(data: bytes, upstream: str) -> None:
+    """The first data event must be a chat completion chunk without an ``error``."""
     try:
         view = decode_chunk(data)
     except msgspec.DecodeError:

@@ -7,6 +7,9 @@ and an unknown id is 404 ``request_not_found``.
 
 from __future__ import annotations
 
+import random
+import tracemalloc
+
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
@@ -117,3 +120,53 @@ def test_now_is_the_injected_clock() -> None:
     """Attributions are stamped with the same clock that expires them."""
     clock = FakeClock(42.0)
     assert RecentRequests(1, 1.0, clock=clock).now() == 42.0
+
+
+def test_the_index_agrees_with_a_naive_ring() -> None:
+    """5,000 seeded random remembers and claims on a map of 7 against a naive model (a list of
+    7 slots written in turn, searched one by one; an id remembered again leaves its old slot
+    empty): every claim answers the same. Few places and many ids make probe runs wrap and
+    entries shift back after deletions."""
+    rng = random.Random(7)
+    clock = FakeClock()
+    recent = RecentRequests(7, 1e9, clock=clock)
+    ring: list[list[object] | None] = [None] * 7
+    written = 0
+    for step in range(5000):
+        request_id = f"req-{rng.randrange(40)}"
+        held = next((entry for entry in ring if entry and entry[0] == request_id), None)
+        if rng.random() < 0.6:
+            role = rng.choice(["candidate", "fallback"])
+            recent.remember(request_id, attribution(clock(), role=role))
+            if held is not None:
+                ring[ring.index(held)] = None
+            ring[written % 7] = [request_id, role, False]
+            written += 1
+        elif held is None:
+            with pytest.raises(NotFoundError):
+                recent.claim(request_id)
+        elif held[2]:
+            with pytest.raises(ConflictError):
+                recent.claim(request_id)
+        else:
+            assert recent.claim(request_id).role == held[1], step
+            held[2] = True
+        assert len(recent) == sum(entry is not None for entry in ring)
+
+
+def test_memory_is_taken_at_start_and_does_not_grow() -> None:
+    """Remembering 20,000 ids in a map of 1,000 allocates no more than a few KiB beyond what
+    the constructor took (traced allocations, not RSS)."""
+    tracemalloc.start()
+    try:
+        recent = RecentRequests(1000, 60.0, clock=FakeClock())
+        item = attribution(1000.0)
+        recent.remember("warm-up", item)
+        before, _ = tracemalloc.get_traced_memory()
+        for index in range(20_000):
+            recent.remember(f"req_{index:032x}", item)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(recent) == 1000
+    assert after - before < 4096
