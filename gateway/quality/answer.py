@@ -27,11 +27,12 @@ class ToolCall:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """What a model answered: ``text`` (``message.content``; ``None`` when absent),
     ``tool_calls`` (in order) and ``refusal`` (``message.refusal``, OpenAI's structured-output
-    refusal)."""
+    refusal). Not frozen, to stay cheap on the request path (one is built per answer), but
+    never changed once built."""
 
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
