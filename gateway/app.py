@@ -17,10 +17,16 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from gateway import __version__
 from gateway.api.admin import admin_handlers
+from gateway.api.console import console_handlers
 from gateway.api.openai import (
     CHAT_PATH,
     ChatCompletionsASGI,
@@ -30,8 +36,10 @@ from gateway.api.openai import (
     to_response,
 )
 from gateway.api.ops import ops_handlers
-from gateway.auth import KeyRing
+from gateway.auth import AdminAuth, KeyRing
 from gateway.config import GatewayConfig, load_config
+from gateway.console import TEMPLATE_DIR
+from gateway.console.session import SessionCodec
 from gateway.errors import (
     ClientError,
     GatewayError,
@@ -46,6 +54,7 @@ from gateway.quality.feedback import RecentRequests
 from gateway.quality.guard import Guard
 from gateway.quality.latch import LatchedFlags
 from gateway.quality.monitor import QualityMonitor
+from gateway.quality.ramper import Ramper
 from gateway.quality.runner import GuardRunner
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay import Relay, error_reply
@@ -57,6 +66,7 @@ from gateway.telemetry import (
     get_line_logger,
     get_logger,
 )
+from gateway.telemetry.ramp_metrics import RampMetrics
 from gateway.upstream import UpstreamPool
 
 __all__ = [
@@ -129,6 +139,9 @@ class Gateway:
     guard_runner: GuardRunner
     latch: LatchedFlags
     replica: str
+    ramper: Ramper
+    admin_auth: AdminAuth
+    """``/admin`` credentials: bearer admin keys, or console sessions (cookie + CSRF)."""
 
     def readiness(self) -> dict[str, Any]:
         """``/readyz``: config loaded; flag store ok, or degraded and what is served instead."""
@@ -162,6 +175,14 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         other_plane=admin_keys,
     )
     admin = KeyRing(admin_keys, plane="admin", required=False, other_plane=client_keys)
+    secret = settings.console.session_secret
+    admin_auth = AdminAuth(
+        admin,
+        SessionCodec(
+            secret.get_secret_value() if secret is not None else None,
+            settings.console.session_ttl_s,
+        ),
+    )
     logger = get_logger("gateway")
     metrics = Metrics(config)
     telemetry = Telemetry(metrics, get_line_logger("gateway"), log_payloads=settings.log_payloads)
@@ -213,6 +234,21 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         outcomes=open_outcome_store(settings.flag_store, namespace=settings.flag_store_namespace),
         webhook_url=settings.guard_webhook_url,
     )
+    ramper = Ramper(
+        config,
+        guard,
+        flags,
+        latch,
+        logger,
+        replica=flags.replica,
+        tick_s=settings.guard_tick_s,
+        evidence_route_wide=lambda: guard_runner.evidence_route_wide,
+        metrics=RampMetrics(
+            metrics.ramp_step,
+            metrics.ramp_state,
+            [n for n, r in config.routes.items() if r.ramp is not None],
+        ),
+    )
     return Gateway(
         settings=settings,
         config=config,
@@ -230,6 +266,8 @@ def build_gateway(settings: Settings, config: GatewayConfig | None = None) -> Ga
         guard_runner=guard_runner,
         latch=latch,
         replica=flags.replica,
+        ramper=ramper,
+        admin_auth=admin_auth,
     )
 
 
@@ -255,11 +293,13 @@ def create_app(
         )
         await gw.flags.start()
         await gw.guard_runner.start()
+        await gw.ramper.start()
         if gc_tuning:
             tune_gc()
         try:
             yield
         finally:
+            await gw.ramper.stop()
             await gw.guard_runner.stop()
             await gw.shadow.aclose()
             await gw.flags.stop()
@@ -289,7 +329,13 @@ def create_app(
         return to_response(internal_error_reply(gw.logger, request.url.path, exc, request_id))
 
     app = GatewayApp(
-        route_handlers=[*openai_handlers(gw), *ops_handlers(gw), *admin_handlers(gw)],
+        route_handlers=[
+            *openai_handlers(gw),
+            *ops_handlers(gw),
+            *admin_handlers(gw),
+            *console_handlers(gw),
+            _openapi_assets(),
+        ],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: on_gateway_error,
@@ -302,13 +348,41 @@ def create_app(
             version=__version__,
             path="/admin/openapi",
             description="Flags, audit and routes of the feature-flagged inference gateway.",
+            render_plugins=_openapi_render_plugins(),
         ),
+        template_config=TemplateConfig(directory=TEMPLATE_DIR, engine=JinjaTemplateEngine),
         logging_config=None,
         debug=False,
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
     return app
+
+
+OPENAPI_ASSETS = "/admin/openapi-assets"
+"""Where Swagger UI's files are served from (the ``swagger-ui-bundle`` package's copy), so that
+``/admin/openapi`` loads nothing from a CDN."""
+
+
+def _openapi_assets() -> Any:
+    return create_static_files_router(
+        path=OPENAPI_ASSETS, directories=[swagger_ui_path], name="openapi-assets"
+    )
+
+
+def _openapi_render_plugins() -> list[Any]:
+    """``/admin/openapi``: Swagger UI from :data:`OPENAPI_ASSETS`; the spec at
+    ``/admin/openapi/openapi.json``."""
+    return [
+        SwaggerRenderPlugin(
+            path="/",
+            js_url=f"{OPENAPI_ASSETS}/swagger-ui-bundle.js",
+            css_url=f"{OPENAPI_ASSETS}/swagger-ui.css",
+            standalone_preset_js_url=f"{OPENAPI_ASSETS}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{OPENAPI_ASSETS}/favicon-32x32.png'>",
+        ),
+        JsonRenderPlugin(path="/openapi.json"),
+    ]
 
 
 def _validation_error(exc: ValidationException) -> InvalidRequestError:

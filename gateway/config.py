@@ -11,11 +11,14 @@ objects: the request path reads them and never touches YAML or pydantic.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import jsonschema
 import yaml
@@ -29,6 +32,7 @@ __all__ = [
     "GatewayConfig",
     "GuardConfig",
     "Price",
+    "RampConfig",
     "Route",
     "RoutesFile",
     "ShadowConfig",
@@ -36,6 +40,7 @@ __all__ = [
     "UpstreamConfig",
     "Variant",
     "VariantConfig",
+    "check_config",
     "load_config",
 ]
 
@@ -135,6 +140,54 @@ class GuardConfig(_Strict):
     latency_slo_s: float | None = Field(None, gt=0)
 
 
+def _weight_value(value: Any) -> Any:
+    """A weight as written in the routes file: an integer (thousandths of a percent) or a
+    percentage string (``"10%"`` -> 10000, ``"0.5%"`` -> 500). Other values are left for
+    pydantic to refuse with the key's path."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            scaled = Decimal(value.strip()[:-1]) * 1000
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a percentage like '10%'") from None
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value!r}: 0.001% is the smallest step")
+        return int(scaled)
+    return value
+
+
+class RampConfig(_Strict):
+    """Progressive delivery: the guard raises the weight step by step by itself.
+
+    The rollout starts at ``steps[0]``; the guard moves to the next step once, at the current
+    step, there are ``min_samples`` candidate outcomes route-wide, ``min_dwell_s`` seconds have
+    passed, and the always-valid upper bound of the candidate's failure rate minus the
+    fallback's is below the guard's ``margin`` (:mod:`gateway.quality.ramp`).
+    """
+
+    steps: list[int] = Field(
+        min_length=1,
+        description="Weights in thousandths of a percent (or '10%'), strictly increasing, "
+        "each in (0, 100000].",
+    )
+    min_samples: int = Field(200, ge=1, description="Candidate outcomes needed at each step.")
+    min_dwell_s: float = Field(600.0, ge=0, description="Seconds each step lasts at least.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _percentages(cls, value: Any) -> Any:
+        return [_weight_value(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        for step in value:
+            if not 0 < step <= MAX_WEIGHT:
+                raise ValueError(f"each step must be in (0, {MAX_WEIGHT}], got {step}")
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"steps must be strictly increasing, got {value}")
+        return value
+
+
 class ShadowConfig(_Strict):
     """Serve the fallback; also ask the candidate, in the background, for a share of requests."""
 
@@ -172,6 +225,7 @@ class RouteConfig(_Strict):
         description="The answer's `model`: the route name (hides the variant's model id) or "
         "the upstream's own model id.",
     )
+    ramp: RampConfig | None = None
 
 
 class Price(_Strict):
@@ -236,6 +290,7 @@ class Route:
     on_violation: Literal["record", "fallback"] = "record"
     shadow: ShadowConfig | None = None
     response_model: Literal["route", "upstream"] = "route"
+    ramp: RampConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,18 +307,138 @@ def load_config(path: Path) -> GatewayConfig:
     """Load, validate and resolve a routes file.
 
     Raises:
-        ConfigError: with every problem found, each naming the file and the key path.
+        ConfigError: with every problem found (:func:`check_config`), each naming the file and
+            the key path.
     """
-    raw = _read_yaml(path)
+    config, problems = check_config(path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(path: Path) -> tuple[GatewayConfig | None, list[str]]:
+    """The resolved routes file (``None`` when it has problems) and every problem found in one
+    pass: schema errors (unknown keys, values out of range, missing keys) and cross-reference
+    errors (unknown upstreams, prompt and few-shot files that cannot be read, candidate or
+    fallback not among the variants, ...), each as ``FILE: key.path: what (how to fix it)``.
+
+    Schema errors do not hide the cross-reference checks: the parts that failed validation are
+    set aside (:func:`_prune`) and the rest is checked, so one run reports all of them.
+    A file that cannot be read or parsed as YAML is the one problem reported.
+    """
+    try:
+        raw = _read_yaml(path)
+    except ConfigError as exc:
+        return None, list(exc.problems)
     try:
         parsed = RoutesFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(path, err) for err in exc.errors()]) from None
-    problems: list[str] = []
+        problems = [_describe(path, err) for err in exc.errors()]
+        _resolve(path, _salvage(raw), problems, _declared_names(raw))
+        return None, problems
+    problems = []
     routes = _resolve(path, parsed, problems)
     if problems:
-        raise ConfigError(problems)
-    return GatewayConfig(path=path, upstreams=parsed.upstreams, routes=routes, prices=parsed.prices)
+        return None, problems
+    config = GatewayConfig(
+        path=path, upstreams=parsed.upstreams, routes=routes, prices=parsed.prices
+    )
+    return config, []
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_MAX_PRUNE_ROUNDS = 8
+"""Rounds of setting invalid parts aside before the cross-reference checks give up."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """Names the file declares, valid or not: an upstream or variant that failed validation
+    still exists, so references to it are not reported as unknown."""
+
+    upstreams: frozenset[str]
+    variants: dict[str, frozenset[str]]
+
+
+def _declared_names(raw: Any) -> _Declared:
+    def keys(node: Any) -> frozenset[str]:
+        return frozenset(str(k) for k in node) if isinstance(node, dict) else frozenset()
+
+    routes = raw.get("routes") if isinstance(raw, dict) else None
+    variants = {
+        str(name): keys(route.get("variants"))
+        for name, route in (routes.items() if isinstance(routes, dict) else ())
+        if isinstance(route, dict)
+    }
+    return _Declared(keys(raw.get("upstreams")), variants)
+
+
+def _salvage(raw: Any) -> RoutesFile:
+    """The routes file without the parts that failed validation, for the cross-reference
+    checks: each upstream, price and route validated on its own, a route with its invalid keys
+    set aside (:func:`_pruned`). Only the first, whole-file validation's errors are reported."""
+
+    def each(section: str, model: type[_M]) -> dict[str, _M]:
+        node = raw.get(section)
+        parts = node.items() if isinstance(node, dict) else ()
+        valid = {str(name): _pruned(model, value) for name, value in parts}
+        return {name: part for name, part in valid.items() if part is not None}
+
+    passthrough = raw.get("passthrough")
+    return RoutesFile.model_construct(
+        upstreams=each("upstreams", UpstreamConfig),
+        routes=each("routes", RouteConfig),
+        prices=each("prices", Price),
+        passthrough={
+            str(upstream): [m for m in models if isinstance(m, str)]
+            for upstream, models in (passthrough.items() if isinstance(passthrough, dict) else ())
+            if isinstance(models, list)
+        },
+    )
+
+
+def _pruned(model: type[_M], raw: Any) -> _M | None:
+    """``raw`` validated as ``model``, after deleting what failed (a few rounds at most);
+    ``None`` when nothing valid is left."""
+    data = copy.deepcopy(raw)
+    for _ in range(_MAX_PRUNE_ROUNDS):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            if not _prune(data, exc.errors()):
+                return None
+    return None
+
+
+def _prune(data: Any, errors: list[Any]) -> bool:
+    """Delete what each error points at from ``data``: the offending key, or the object that
+    lacks a required key. Whether anything was deleted."""
+    deleted = False
+    for err in errors:
+        loc = tuple(err["loc"])
+        target = loc[:-1] if err["type"] == "missing" else loc
+        deleted |= _delete(data, target)
+    return deleted
+
+
+def _delete(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Delete the deepest mapping key along ``loc`` that exists in ``data``; list items take
+    their whole list along."""
+    node, found = data, []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            found.append((node, part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            break
+    if not found:
+        return False
+    parent, key = found[-1]
+    del parent[key]
+    return True
 
 
 def _read_yaml(path: Path) -> Any:
@@ -331,21 +506,31 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, Route]:
+def _resolve(
+    path: Path, parsed: RoutesFile, problems: list[str], declared: _Declared | None = None
+) -> dict[str, Route]:
+    """The resolved routes; every cross-reference problem appended to ``problems``.
+
+    ``declared``: the names the file declares when ``parsed`` lacks its invalid parts
+    (:func:`_salvage`), so that references to those are not reported as unknown.
+    """
     routes: dict[str, Route] = {}
     for name, rc in parsed.routes.items():
         where = f"{path}: routes.{name}"
+        variant_names = declared.variants.get(name, frozenset()) if declared else frozenset()
         for role in ("candidate", "fallback"):
             target = getattr(rc, role)
-            if target not in rc.variants:
+            if target not in rc.variants and target not in variant_names:
                 problems.append(
                     f"{where}.{role}: '{target}' is not a variant of this route "
                     f"(variants: {', '.join(rc.variants)})"
                 )
         variants = {
-            vname: _resolve_variant(path, parsed, name, vname, vc, problems)
+            vname: _resolve_variant(path, parsed, name, vname, vc, problems, declared)
             for vname, vc in rc.variants.items()
         }
+        if rc.ramp is not None:
+            _check_ramp(where, rc, problems)
         if rc.contract and rc.contract.labels is not None and not rc.contract.labels:
             problems.append(f"{where}.contract.labels: empty list (list the allowed labels)")
         if rc.contract is not None:
@@ -364,9 +549,10 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
             on_violation=rc.on_violation,
             shadow=rc.shadow,
             response_model=rc.response_model,
+            ramp=rc.ramp,
         )
     for upstream, models in parsed.passthrough.items():
-        if upstream not in parsed.upstreams:
+        if upstream not in parsed.upstreams and not (declared and upstream in declared.upstreams):
             problems.append(
                 f"{path}: passthrough.{upstream}: unknown upstream "
                 f"(upstreams: {', '.join(parsed.upstreams)})"
@@ -406,6 +592,25 @@ def _resolve(path: Path, parsed: RoutesFile, problems: list[str]) -> dict[str, R
     return routes
 
 
+def _check_ramp(where: str, rc: RouteConfig, problems: list[str]) -> None:
+    """A ramp needs a guard that acts (its evidence and margin decide each step, its rollback
+    ends the ramp) and starts the flag at its first step."""
+    assert rc.ramp is not None
+    if rc.guard is None or rc.guard.mode != "enforce":
+        problems.append(
+            f"{where}.ramp: a ramp needs a guard in enforce mode (add guard: {{mode: enforce}}: "
+            "its evidence decides each step and its rollback ends the ramp)"
+        )
+    if rc.shadow is not None:
+        problems.append(f"{where}.ramp: a route in shadow mode cannot ramp (remove one of them)")
+    first = rc.ramp.steps[0]
+    if "weight" in rc.flag.model_fields_set and rc.flag.weight != first:
+        problems.append(
+            f"{where}.flag.weight: the ramp starts at its first step ({first}); "
+            "remove flag.weight or set it to the first step"
+        )
+
+
 def _resolve_variant(
     path: Path,
     parsed: RoutesFile,
@@ -413,9 +618,11 @@ def _resolve_variant(
     name: str,
     vc: VariantConfig,
     problems: list[str],
+    declared: _Declared | None = None,
 ) -> Variant:
     where = f"{path}: routes.{route}.variants.{name}"
-    if vc.upstream not in parsed.upstreams:
+    known = declared.upstreams if declared else frozenset()
+    if vc.upstream not in parsed.upstreams and vc.upstream not in known:
         problems.append(
             f"{where}.upstream: unknown upstream '{vc.upstream}' "
             f"(upstreams: {', '.join(parsed.upstreams)})"

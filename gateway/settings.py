@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from gateway.errors import ConfigError
 
-__all__ = ["Settings", "UpstreamSettings", "load_key_file", "load_settings"]
+__all__ = ["ConsoleSettings", "Settings", "UpstreamSettings", "load_key_file", "load_settings"]
 
 
 class UpstreamSettings(BaseModel):
@@ -50,6 +50,30 @@ class UpstreamSettings(BaseModel):
         ge=1024,
         description="Largest SSE event relayed from an upstream stream; a larger one ends the "
         "stream with an error event and closes the upstream.",
+    )
+
+
+class ConsoleSettings(BaseModel):
+    """The ops console at ``/admin/ui`` (``GATEWAY_CONSOLE__*``): its login sessions.
+
+    A session is a signed cookie (HMAC-SHA256 with ``session_secret``, carrying its expiry), so
+    every replica that shares the secret accepts it. Without a secret each process makes a
+    random one at start: sessions then end with the process and work on that replica only.
+    """
+
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs console session cookies; give every replica the same one (at least "
+        "32 characters). Unset: random per process.",
+    )
+    session_ttl_s: float = Field(
+        8 * 3600.0, gt=0, description="A console session lasts this long after login (seconds)."
+    )
+    secure_cookie: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="The session cookie's Secure attribute: auto sets it on https requests "
+        "(behind a TLS proxy: X-Forwarded-Proto from the addresses in uvicorn's "
+        "FORWARDED_ALLOW_IPS), always or never.",
     )
 
 
@@ -126,6 +150,7 @@ class Settings(BaseSettings):
     flag_heartbeat_s: float = Field(
         5.0, gt=0, description="Seconds between heartbeats; they expire after three."
     )
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     def all_client_keys(self) -> dict[str, str]:
         """Client keys from ``GATEWAY_CLIENT_KEYS`` merged with ``GATEWAY_CLIENT_KEYS_FILE``."""

@@ -172,12 +172,12 @@ async def in_process_gateway(
     path.write_text(routes if routes is not None else routes_text())
     config = load_config(path)
     upstream_cfg = UpstreamSettings(**(upstream_settings or {}))
+    settings.setdefault("flag_store", f"sqlite:///{tmp_path}/flags.db")
     full = Settings(
         _env_file=None,
         config=path,
         client_keys={"app": SecretStr(CLIENT_KEY)},
         admin_keys={"ops": SecretStr(ADMIN_KEY)},
-        flag_store=f"sqlite:///{tmp_path}/flags.db",
         upstream=upstream_cfg,
         **settings,
     )

@@ -1,5 +1,8 @@
 """The control plane under ``/admin/`` (admin keys only; a client key gets 403).
 
+Admin credentials are a bearer admin key or the console's session cookie, whose state-changing
+requests must carry its CSRF token (:mod:`gateway.api.admin_guard`).
+
 Every write needs a ``reason`` and is compare-and-set on the flag's ``version``, given as
 ``If-Match: "<version>"`` or as ``version`` in the body; a stale version gets 409 with the
 current state. Errors use the same OpenAI-style envelope as the data plane: 400 malformed body,
@@ -11,6 +14,11 @@ The latch is absolute: on a rolled-back flag, a change that could send traffic t
 release command; registering a candidate records it at weight 0 and leaves the flag rolled back.
 A write that changes nothing answers 200 with the unchanged flag (same version and ETag) and
 writes no audit entry.
+
+Progressive delivery: ``POST /admin/flags/{route}/ramp/pause`` and ``.../ramp/resume`` steer a
+route's ramp (same conventions: reason, compare-and-set; 422 ``no_ramp`` for a route without
+``ramp:``, 409 ``ramp_stopped`` to pause a ramp a rollback ended, 409 ``rolled_back`` to resume
+it), and ``GET /admin/routes`` shows each route's ``ramp`` (``None`` without one).
 
 Who serves what: ``GET /admin/routes`` lists, per route, each live replica's served version
 and source (from the replicas' heartbeats in the store), ``lagging`` when behind the newest;
@@ -26,11 +34,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
+from gateway.api.admin_guard import admin_guard, admin_identity
 from gateway.errors import InvalidRequestError
 from gateway.flags.changes import AuditEntry, FlagPatch
 from gateway.flags.store import ReplicaBeat
@@ -40,6 +47,7 @@ __all__ = [
     "FLAG_SOURCE_HEADER",
     "AuditPage",
     "FlagPatchRequest",
+    "RampRequest",
     "ReleaseRequest",
     "ReplicaView",
     "RollbackRequest",
@@ -133,6 +141,15 @@ class RouteView(msgspec.Struct):
     flag: FlagState | None
     guard: dict[str, Any] | None = None
     replicas: list[ReplicaView] = msgspec.field(default_factory=list)
+    ramp: dict[str, Any] | None = None
+    """``None`` without ``ramp:``, else :meth:`gateway.quality.ramper.Ramper.view`."""
+
+
+class RampRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/flags/{route}/ramp/pause`` and ``.../ramp/resume``."""
+
+    reason: str | None = None
+    version: int | None = None
 
 
 def replica_views(route: str, beats: list[ReplicaBeat], now: float) -> list[ReplicaView]:
@@ -180,19 +197,13 @@ def _if_match(value: str | None) -> int | None:
 def admin_handlers(gw: Any) -> list[Any]:
     """Admin handlers bound to ``gw`` (a :class:`gateway.app.Gateway`)."""
     flags = gw.flags
-    keys = gw.admin_keys
-
-    def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        # A guard runs before the body and parameters are parsed: without a valid admin key,
-        # 401/403 comes first, whatever the request holds.
-        keys.authenticate(connection.headers.get("authorization"))
+    auth = gw.admin_auth
+    # A guard runs before the body and parameters are parsed: without valid admin credentials,
+    # 401/403 comes first, whatever the request holds.
+    require_admin = admin_guard(auth)
 
     def actor(request: Request[Any, Any, Any]) -> str:
-        name = keys.authenticate(request.headers.get("authorization")) or "open-access"
-        who = request.headers.get("x-gateway-actor")
-        if who and who.isprintable() and len(who) <= 64:
-            return f"{name} ({who})"
-        return str(name)
+        return admin_identity(auth, request).actor
 
     def flag_response(state: FlagState, **headers: str) -> Response[FlagState]:
         return Response(state, status_code=200, headers={"etag": f'"{state.version}"', **headers})
@@ -235,6 +246,7 @@ def admin_handlers(gw: Any) -> list[Any]:
                     flag=flags.flag(name),
                     guard=gw.guard_state(name),
                     replicas=replica_views(name, beats, now),
+                    ramp=gw.ramper.view(name),
                 )
             )
         return views
@@ -355,6 +367,48 @@ def admin_handlers(gw: Any) -> list[Any]:
         )
         return flag_response(state)
 
+    @post(
+        "/admin/flags/{route:str}/ramp/pause",
+        summary="Pause the route's ramp (the guard stops raising the weight)",
+        guards=[require_admin],
+    )
+    async def pause_ramp(
+        request: Request[Any, Any, Any],
+        route: FromPath[str],
+        data: JSONBody[RampRequest | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[FlagState]:
+        who = actor(request)
+        data = RampRequest() if data is None else data  # no body: 422 for the missing reason
+        state = await gw.ramper.pause(
+            route,
+            actor=who,
+            reason=data.reason,
+            expected_version=_expected_version(if_match, data.version),
+        )
+        return flag_response(state)
+
+    @post(
+        "/admin/flags/{route:str}/ramp/resume",
+        summary="Resume the route's ramp at its step's weight (or start it at the first step)",
+        guards=[require_admin],
+    )
+    async def resume_ramp(
+        request: Request[Any, Any, Any],
+        route: FromPath[str],
+        data: JSONBody[RampRequest | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[FlagState]:
+        who = actor(request)
+        data = RampRequest() if data is None else data  # no body: 422 for the missing reason
+        state = await gw.ramper.resume(
+            route,
+            actor=who,
+            reason=data.reason,
+            expected_version=_expected_version(if_match, data.version),
+        )
+        return flag_response(state)
+
     @get("/admin/audit", summary="Flag changes, newest first", guards=[require_admin])
     async def audit(
         request: Request[Any, Any, Any],
@@ -371,5 +425,7 @@ def admin_handlers(gw: Any) -> list[Any]:
         rollback_flag,
         release_flag,
         register_candidate,
+        pause_ramp,
+        resume_ramp,
         audit,
     ]

@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.config import MAX_WEIGHT
+from gateway.config import MAX_WEIGHT, RampConfig
 from gateway.errors import ConflictError, UnprocessableError
+from gateway.flags.ramp_changes import registration_fields, release_fields
 from gateway.routing import FlagState, Targeting
 
 __all__ = [
@@ -36,7 +37,17 @@ __all__ = [
 ]
 
 Trigger = Literal["manual", "guard", "replica"]
-Action = Literal["set", "rollback", "release", "register", "restore"]
+Action = Literal[
+    "set",
+    "rollback",
+    "release",
+    "register",
+    "restore",
+    "ramp_start",
+    "ramp_advance",
+    "ramp_pause",
+    "ramp_resume",
+]
 
 
 class FlagPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -151,6 +162,8 @@ def apply_patch(
                 current=state,
                 code="rolled_back",
             )
+    if "weight" in changed and state.ramp_step is not None and not state.ramp_paused:
+        changed["ramp_paused"] = True  # a person's weight change pauses the ramp
     return _next(state, actor, why, now, **changed)
 
 
@@ -173,14 +186,21 @@ def candidate_exposure(state: FlagState, changed: dict[str, Any]) -> list[str]:
 
 
 def register_candidate(
-    state: FlagState, *, model: str, actor: str, reason: str | None, now: float
+    state: FlagState,
+    *,
+    model: str,
+    actor: str,
+    reason: str | None,
+    now: float,
+    ramp: RampConfig | None = None,
 ) -> FlagState:
     """Make ``model`` the candidate's model, at weight 0.
 
     A new model starts unexposed: weight 0. On an active flag it starts a new rollout (clean
     guard counters). On a rolled-back flag it is recorded, at weight 0, and the flag stays rolled
     back: only :func:`release` re-arms it (with a new rollout id). Registering the model that
-    already is the candidate's changes nothing and returns ``state`` itself.
+    already is the candidate's changes nothing and returns ``state`` itself. On a route with a
+    ``ramp`` the new rollout's ramp waits, paused at its first step, for ``ramp resume``.
 
     Raises:
         UnprocessableError: missing reason or empty model name.
@@ -201,6 +221,7 @@ def register_candidate(
         weight=0,
         status="active",
         rollout_id=new_rollout_id(),
+        **(registration_fields() if ramp is not None else {}),
     )
 
 
@@ -224,10 +245,13 @@ def release(
     now: float,
     weight: int | None = None,
     rollout_id: str | None = None,
+    ramp: RampConfig | None = None,
 ) -> FlagState:
     """Re-arm a rolled-back flag with a new rollout id (clean guard counters).
 
-    ``weight``, when given, is the weight to resume at (e.g. 0 to restart the ramp).
+    ``weight``, when given, is the weight to resume at (e.g. 0 to restart the ramp). On a route
+    with a ``ramp`` the ramp restarts at its first step: at that step's weight, or paused at
+    ``weight`` when one is given (:func:`gateway.flags.ramp_changes.release_fields`).
 
     Raises:
         ConflictError: the flag is not rolled back.
@@ -245,4 +269,6 @@ def release(
         if not 0 <= weight <= MAX_WEIGHT:
             raise UnprocessableError(f"weight must be 0..{MAX_WEIGHT}", param="weight")
         fields["weight"] = weight
+    if ramp is not None:
+        fields.update(release_fields(ramp, weight=weight, now=now))
     return _next(state, actor, why, now, **fields)

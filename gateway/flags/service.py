@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, RampConfig
 from gateway.errors import ConflictError, NotFoundError, StoreUnavailableError
 from gateway.flags.changes import (
     Action,
@@ -62,6 +62,8 @@ from gateway.telemetry import Metrics
 __all__ = ["SOURCES", "FlagService", "replica_id"]
 
 Listener = Callable[[FlagState | None, FlagState], None]
+Change = Callable[[FlagState], FlagState]
+Evidence = dict[str, Any] | Callable[[FlagState, FlagState], dict[str, Any] | None] | None
 
 SOURCES: tuple[ServingSource, ...] = ("store", "snapshot", "routes_file", "none")
 """Every value of ``gateway_flag_source{source}`` and of ``/readyz``'s ``source``."""
@@ -458,7 +460,8 @@ class FlagService:
         reason: str | None,
         expected_version: int | None = None,
     ) -> FlagState:
-        """A person's change (weight, kill switch, targeting). See :func:`apply_patch`."""
+        """A person's change (weight, kill switch, targeting). See :func:`apply_patch`; a weight
+        change that pauses the route's ramp says so in the audit entry's evidence."""
         return await self._write(
             route,
             lambda s: apply_patch(s, patch, actor=actor, reason=reason, now=self._clock()),
@@ -466,7 +469,42 @@ class FlagService:
             actor=actor,
             trigger="manual",
             expected_version=expected_version,
+            evidence=_ramp_paused_by_weight,
         )
+
+    async def write_change(
+        self,
+        route: str,
+        change: Change,
+        *,
+        action: Action,
+        actor: str,
+        trigger: Trigger,
+        evidence: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> FlagState:
+        """Write any pure change (a function of :mod:`gateway.flags.ramp_changes`, say) the way
+        every write goes: compare-and-set, audited, propagated. ``change`` returning its input
+        writes nothing.
+
+        Raises:
+            NotFoundError, ConflictError, UnprocessableError, StoreUnavailableError: as
+                :meth:`update`.
+        """
+        return await self._write(
+            route,
+            change,
+            action=action,
+            actor=actor,
+            trigger=trigger,
+            evidence=evidence,
+            expected_version=expected_version,
+        )
+
+    def ramp_of(self, route: str) -> RampConfig | None:
+        """The route's ``ramp:`` (``None``: none, or not a routed route)."""
+        found = self._routes.get(route)
+        return None if found is None else found.ramp
 
     async def rollback(
         self,
@@ -501,7 +539,14 @@ class FlagService:
         """Re-arm a rolled-back route with a new rollout id."""
         return await self._write(
             route,
-            lambda s: release(s, actor=actor, reason=reason, now=self._clock(), weight=weight),
+            lambda s: release(
+                s,
+                actor=actor,
+                reason=reason,
+                now=self._clock(),
+                weight=weight,
+                ramp=self.ramp_of(route),
+            ),
             action="release",
             actor=actor,
             trigger="manual",
@@ -522,7 +567,12 @@ class FlagService:
         return await self._write(
             route,
             lambda s: register_candidate(
-                s, model=model, actor=actor, reason=reason, now=self._clock()
+                s,
+                model=model,
+                actor=actor,
+                reason=reason,
+                now=self._clock(),
+                ramp=self.ramp_of(route),
             ),
             action="register",
             actor=actor,
@@ -545,7 +595,7 @@ class FlagService:
         actor: str,
         trigger: Trigger,
         expected_version: int | None,
-        evidence: dict[str, Any] | None = None,
+        evidence: Evidence = None,
     ) -> FlagState:
         if route not in self._routes:
             await self._stored(route)  # raises NotFoundError
@@ -583,7 +633,7 @@ class FlagService:
                 reason=new.reason,
                 before=current,
                 after=new,
-                evidence=evidence,
+                evidence=evidence(current, new) if callable(evidence) else evidence,
             )
             assert self._generation is not None
             try:
@@ -638,6 +688,13 @@ class FlagService:
         )
 
 
+def _ramp_paused_by_weight(before: FlagState, after: FlagState) -> dict[str, Any] | None:
+    """The evidence of a person's change that paused the ramp (``None`` for any other)."""
+    if after.ramp_paused and not before.ramp_paused:
+        return {"ramp": "paused", "why": "a person changed the weight", "step": after.ramp_step}
+    return None
+
+
 def _brief(state: FlagState) -> dict[str, Any]:
     return {
         "candidate_model": state.candidate_model,
@@ -646,6 +703,8 @@ def _brief(state: FlagState) -> dict[str, Any]:
         "status": state.status,
         "rollout_id": state.rollout_id,
         "version": state.version,
+        "ramp_step": state.ramp_step,
+        "ramp_paused": state.ramp_paused,
     }
 
 

@@ -308,6 +308,14 @@ class Guard:
         current = self._rollouts.get(route)
         return None if current is None else current.view()
 
+    def rollout_counts(self, route: str, rollout_id: str) -> OutcomeCounts | None:
+        """The route-wide view of ``rollout_id``; ``None`` unless it is the route's current
+        rollout here (the ramp must not decide on another rollout's counts)."""
+        current = self._rollouts.get(route)
+        if current is None or current.rollout_id != rollout_id:
+            return None
+        return current.view()
+
     # -- decisions -------------------------------------------------------------------------
 
     def tick(self) -> list[Trip]:

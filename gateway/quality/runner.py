@@ -132,6 +132,12 @@ class GuardRunner:
         if self._http is not None:
             await self._http.aclose()
 
+    @property
+    def evidence_route_wide(self) -> bool:
+        """Whether the last exchange of outcome counts with the store worked (the ramp advances
+        only then)."""
+        return self._outcomes is None or self._evidence_error is None
+
     def status(self) -> dict[str, Any]:
         """For ``/readyz``: whether the evidence is route-wide, and rollbacks not yet written."""
         return {
@@ -154,6 +160,14 @@ class GuardRunner:
             return
         totals = await self._outcomes.exchange(self._replica, own, ())
         self._guard.merge_totals(own, totals)
+        self._exchanged()
+
+    def _exchanged(self) -> None:
+        """An exchange worked: the evidence is route-wide (again)."""
+        if self._evidence_error is not None:
+            self._log.info("guard.evidence_route_wide")
+        self._evidence_error = None
+        self._metrics.guard_evidence_up.set(1)
 
     async def _sync_loop(self) -> None:
         delay = self._flush_s
@@ -171,10 +185,7 @@ class GuardRunner:
                 self._metrics.guard_evidence_up.set(0)
                 delay = min(max(delay * 2, self._flush_s), _MAX_BACKOFF_S)
                 continue
-            if self._evidence_error is not None:
-                self._log.info("guard.evidence_route_wide")
-            self._evidence_error = None
-            self._metrics.guard_evidence_up.set(1)
+            self._exchanged()
             delay = self._flush_s
             self._tick_safely()  # decide on fresh totals at once, not up to a tick later
 

@@ -73,6 +73,19 @@ class FlagState(msgspec.Struct, frozen=True, kw_only=True):
     candidate_model: str | None = None
     """A model registered at run time (``gateway finetune watch --register``) that replaces the
     candidate variant's ``model`` from the routes file; ``None`` keeps the file's."""
+    ramp_step: int | None = None
+    """The ramp's current step, a 0-based index into the route's ``ramp.steps``; ``None`` when
+    no ramp was ever started on this flag (the route has none). A rolled-back flag keeps the
+    step it stopped at (the ramp is stopped: only a release restarts it)."""
+    ramp_paused: bool = False
+    """A person paused the ramp (``ramp pause``, or a weight change): the guard does not move
+    the weight until ``ramp resume``."""
+    ramp_step_started_at: float | None = None
+    """Unix seconds when the current step began (its dwell time counts from here); ``None``:
+    not stamped yet (the routes file's first step, or a paused ramp)."""
+    ramp_step_baseline: int = 0
+    """The rollout's route-wide candidate outcomes when the step began: the samples *at this
+    step* are the route-wide count minus this."""
 
 
 class Decision(msgspec.Struct, frozen=True):

@@ -192,6 +192,19 @@ class Metrics:
             "decides on route-wide totals), 0 while it adds only this replica's outcomes.",
             registry=r,
         )
+        # -- the ramp (progressive delivery; set by gateway.telemetry.ramp_metrics) --
+        self.ramp_step = Gauge(
+            "gateway_ramp_step",
+            "The ramp's current step, 0-based, as this replica's flag says.",
+            ["route"],
+            registry=r,
+        )
+        self.ramp_state = Gauge(
+            "gateway_ramp_state",
+            "1 for the ramp's state (ramping, paused, complete, stopped), 0 for the others.",
+            ["route", "state"],
+            registry=r,
+        )
         self.events_too_large = Counter(
             "gateway_upstream_events_too_large",
             "Upstream streams ended because one SSE event exceeded the size limit.",

@@ -3,7 +3,8 @@
 Every request carries ``x-gateway-actor: <login name>`` so that the audit says who made a
 change, and the admin key as a bearer key (never printed). Every failure becomes an
 :class:`AdminAPIError` already classified with the command line's exit codes
-(:mod:`gateway.tools.exit_codes`), the gateway's own message and a hint saying what to do:
+(:mod:`gateway.tools.exit_codes`; a :class:`~gateway.tools.exit_codes.CliError`), the gateway's
+own message and a hint saying what to do:
 
 * no response, a timeout, a 5xx, or a 2xx without JSON: 3 (unreachable);
 * 401/403: 5 (auth); 409: 4 (conflict, with the flag as it is now); other 4xx: 1 (rejected);
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +26,7 @@ from gateway.tools.exit_codes import (
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    CliError,
 )
 
 __all__ = ["TIMEOUT", "AdminAPIError", "AdminClient", "flag_path"]
@@ -35,16 +37,12 @@ TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 _WHERE = "set --url or GATEWAY_URL"
 
 
-class AdminAPIError(Exception):
+class AdminAPIError(CliError):
     """A failed admin call, already classified for the command line.
 
-    Attributes:
-        exit_code: one of :mod:`gateway.tools.exit_codes`' ``EXIT_*`` codes.
-        message: what went wrong (the gateway's own message when it sent one).
-        hint: what to do about it.
-        status: the HTTP status, or ``None`` when no response arrived.
-        code: the gateway's ``error.code`` (e.g. ``route_not_found``), if any.
-        current: for a 409, the flag as it is now (the API sends it).
+    Attributes (besides :class:`CliError`'s ``message``, ``hint``, ``exit_code``, ``status`` and
+    ``code``):
+        current: for a 409, the flag as it is now (the API sends it); in JSON as ``current``.
     """
 
     def __init__(
@@ -57,28 +55,9 @@ class AdminAPIError(Exception):
         code: str | None = None,
         current: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.message = message
-        self.hint = hint
-        self.status = status
-        self.code = code
+        extra = {"current": current} if current is not None else None
+        super().__init__(message, hint, exit_code=exit_code, status=status, code=code, extra=extra)
         self.current = current
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"error": {message, hint, status, code, exit_code}, "current"?: flag}``."""
-        body: dict[str, Any] = {
-            "error": {
-                "message": self.message,
-                "hint": self.hint,
-                "status": self.status,
-                "code": self.code,
-                "exit_code": self.exit_code,
-            }
-        }
-        if self.current is not None:
-            body["current"] = self.current
-        return body
 
 
 def flag_path(route: str) -> str:
@@ -146,6 +125,13 @@ class AdminClient:
         if weight is not None:
             body["weight"] = weight
         result: dict[str, Any] = self._call("POST", flag_path(route) + "/release", json=body)
+        return result
+
+    def ramp(self, route: str, action: Literal["pause", "resume"], reason: str) -> dict[str, Any]:
+        """``POST /admin/flags/{route}/ramp/pause`` or ``.../ramp/resume``; the new flag."""
+        result: dict[str, Any] = self._call(
+            "POST", f"{flag_path(route)}/ramp/{action}", json={"reason": reason}
+        )
         return result
 
     def audit(self, route: str, limit: int) -> list[dict[str, Any]]:

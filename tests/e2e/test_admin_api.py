@@ -455,7 +455,9 @@ def test_get_routes_lists_each_route_with_variants_flag_and_counters(
         "flag",
         "guard",
         "replicas",
+        "ramp",
     }
+    assert route["ramp"] is None  # no ramp: in the routes file (tests/e2e/test_ramp.py)
     assert (route["candidate"], route["fallback"]) == ("finetuned", "prompted")
     assert set(route["variants"]) == {"finetuned", "prompted"}
     for name, variant in route["variants"].items():

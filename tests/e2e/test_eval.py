@@ -377,7 +377,8 @@ def test_exit_codes_for_keys_reachability_and_usage(
     sim: InProcessSimulator, gateway: InProcessGatewayUnderTest, tmp_path: Path
 ) -> None:
     """5 for a key that may not force variants, a wrong key or none; 3 when nothing listens;
-    2 for an unknown route or an invalid held-out file. No pair is recorded by a refused run."""
+    2 for an unknown route or a held-out file that does not exist; 1 for an invalid held-out
+    file (data errors, as ``dataset validate``). No pair is recorded by a refused run."""
     data = tmp_path / "heldout.jsonl"
     write_heldout(data, 5)
     out = tmp_path / "reports"
@@ -402,8 +403,16 @@ def test_exit_codes_for_keys_reachability_and_usage(
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "no gold"}]}\n')
     invalid = run_eval(bad, out, url=gateway.url, config=config)
-    assert invalid.code == 2, invalid.err
+    assert invalid.code == 1, invalid.err
     assert f"{bad}:1" in invalid.err
+    as_json = run_eval(bad, out, "--json", url=gateway.url, config=config)
+    assert as_json.code == 1, as_json.err
+    error = json.loads(as_json.err)["error"]
+    assert error["exit_code"] == 1
+    assert any(f"{bad}:1" in problem for problem in error["problems"])
+    absent = run_eval(tmp_path / "absent.jsonl", out, url=gateway.url, config=config)
+    assert absent.code == 2, absent.err
+    assert "cannot read" in absent.err
 
     assert sum(requests_by_model(sim).values()) == 0
     assert (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import load_config
+from gateway.config import check_config, load_config
 from gateway.errors import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -425,3 +425,51 @@ def test_invalid_json_schemas_in_a_contract_are_reported_by_key(config_dir: Path
         for p in problems
     ), problems
     assert len(problems) == 2
+
+
+def test_schema_errors_do_not_hide_the_cross_reference_problems(config_dir: Path) -> None:
+    """Four planted mistakes (a misspelt key, a weight above 100%, an unknown upstream, a
+    missing prompt file) are all reported in one run, each with its file and key path."""
+
+    def change(d: dict[str, Any]) -> None:
+        route(d)["flag"]["weigth"] = 5
+        route(d)["flag"]["weight"] = 250_000
+        route(d)["variants"]["finetuned"]["upstream"] = "openai"
+        route(d)["variants"]["prompted"]["system_prompt_file"] = "prompts/gone.md"
+
+    problems = problems_after(config_dir, change)
+    where = f"routes.{ROUTE}"
+    expected = [
+        f"{where}.flag.weigth: unknown key",
+        f"{where}.flag.weight: Input should be less than or equal to 100000",
+        f"{where}.variants.finetuned.upstream: unknown upstream 'openai'",
+        f"{where}.variants.prompted.system_prompt_file: cannot read",
+    ]
+    for text in expected:
+        assert sum(text in p for p in problems) == 1, (text, problems)
+    assert len(problems) == 4
+
+
+def test_an_invalid_part_is_set_aside_without_false_reports(config_dir: Path) -> None:
+    """A variant missing its model and an upstream with a bad URL are reported once each; the
+    references to them are not reported as unknown, and the rest is still checked."""
+
+    def change(d: dict[str, Any]) -> None:
+        del route(d)["variants"]["finetuned"]["model"]
+        d["upstreams"]["simulator"]["base_url"] = "ftp://nowhere"
+        route(d)["variants"]["prompted"]["few_shot_file"] = "prompts/none.jsonl"
+
+    problems = problems_after(config_dir, change)
+    assert len(problems) == 3, problems
+    assert any(f"routes.{ROUTE}.variants.finetuned.model: required key" in p for p in problems)
+    assert any("upstreams.simulator.base_url" in p for p in problems)
+    assert any(f"routes.{ROUTE}.variants.prompted.few_shot_file" in p for p in problems)
+
+
+def test_check_config_returns_the_config_and_no_problems_for_a_valid_file(
+    config_dir: Path,
+) -> None:
+    config, problems = check_config(config_dir / "gateway.yaml")
+    assert problems == []
+    assert config is not None
+    assert ROUTE in config.routes

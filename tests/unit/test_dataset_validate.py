@@ -310,7 +310,8 @@ def test_errors_exit_1_and_json_lists_them_with_lines(tmp_path: Path) -> None:
         str(ROOT / "config" / "gateway.yaml"),
     )
     assert result.exit_code == 1
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
+    assert json.loads(result.stderr)["error"]["code"] == "invalid_data"
     assert [(p["line"], p["code"]) for p in report["problems"]] == [
         (11, "invalid_json"),
         (12, "label_outside_contract"),
@@ -376,3 +377,24 @@ def test_a_50_mb_file_validates_in_bounded_memory(tmp_path: Path) -> None:
     examples, errors, growth = (int(part) for part in proc.stdout.split())
     assert (examples, errors) == (count, 0)
     assert growth < 25 * 1024 * 1024, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+
+
+def test_piped_problems_keep_every_message_whole_one_problem_a_line(tmp_path: Path) -> None:
+    """Without a terminal the problems table is tab-separated lines: each message whole."""
+    path = write(tmp_path, [*padding(), "{bad", example("x", "urgent-and-a-very-long-label")])
+    config = str(ROOT / "config" / "gateway.yaml")
+    messages = [
+        p["message"]
+        for p in json.loads(
+            run(str(path), "--json", "--route", "support-triage", "--config", config).stdout
+        )["problems"]
+    ]
+    table = CliRunner().invoke(
+        app,
+        ["dataset", "validate", str(path), "--route", "support-triage", "--config", config],
+        env={"COLUMNS": "80"},
+    )
+    assert table.exit_code == 1
+    rows = [line.split("\t") for line in table.stdout.splitlines() if "\t" in line]
+    for message in messages:
+        assert any(row[-1] == message for row in rows), (message, table.stdout)

@@ -10,34 +10,33 @@ and status and, with ``--register``, makes the fine-tuned model the route's cand
 0 on a running gateway. A watch remembers what it printed and registered
 (``gateway.tools.evaluation.watch_state``), so running it again repeats nothing.
 
-Exit codes (as ``gateway flags``): 0 success (warnings allowed); 1 the data has errors, the job
-failed or was cancelled, or the API rejected a request; 2 wrong usage (unknown route, unreadable
-file or routes file, no API key); 3 the API or the gateway could not be reached or answered
-5xx; 5 a key was refused (401/403); 130 interrupted.
+Exit codes (``gateway.tools.exit_codes``): 0 success (warnings allowed); 1 the data or the
+routes file has errors, the job failed or was cancelled, or the API rejected a request; 2 wrong
+usage (unknown route, a file that cannot be read); 3 the API or the gateway could
+not be reached or answered 5xx; 5 no key, or a key was refused (401/403); 130 interrupted.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
-from gateway.tools.admin_client import AdminAPIError
+from gateway.config import GatewayConfig
 from gateway.tools.cli.common import (
     DEFAULT_CONFIG,
     DEFAULT_URL,
     AsJson,
     ConfigOpt,
     command_group,
-    print_error,
+    load_routes,
     print_json,
+    print_table,
 )
-from gateway.tools.exit_codes import EXIT_INTERRUPTED, EXIT_REJECTED, EXIT_USAGE
+from gateway.tools.exit_codes import InterruptedRunError, RejectedError, UsageError
 
 if TYPE_CHECKING:  # the commands import their modules when run: `gateway --help` stays fast
     from gateway.tools.evaluation.dataset_result import Limits, RouteExpectations, ValidationResult
@@ -46,7 +45,8 @@ __all__ = ["dataset_app", "finetune_app"]
 
 _EXITS = (
     "Exit codes: 0 ok (warnings allowed); 1 data errors, job failed or cancelled, or request "
-    "rejected; 2 usage; 3 API or gateway unreachable or 5xx; 5 key refused."
+    "rejected; 2 usage (options, unknown route, unreadable file); 3 API or gateway unreachable "
+    "or 5xx; 5 key missing or refused; 130 interrupted."
 )
 
 dataset_app = command_group("dataset", "Check fine-tuning data before paying for a job. " + _EXITS)
@@ -69,38 +69,36 @@ ApiKey = Annotated[
 ]
 
 
-def _fail(message: str, hint: str, code: int, as_json: bool, **extra: object) -> NoReturn:
-    """Report an error on stderr (one JSON object with ``--json``) and exit with ``code``."""
-    if as_json:
-        body = {"error": {"message": message, "hint": hint, "exit_code": code}, **extra}
-        print_json(body, indent=None, stderr=True)
-    else:
-        print_error(message, hint, soft_wrap=True)
-    raise typer.Exit(code)
+def _route(config_path: Path, route: str) -> tuple[GatewayConfig, RouteExpectations]:
+    """The routes file and what ``route`` expects of the data.
 
+    Raises:
+        RejectedError: the routes file is invalid (exit 1; every problem listed).
+        UsageError: it cannot be read (exit 2).
+        UnknownRouteError: no such route (exit 2).
+    """
+    from gateway.tools.evaluation.dataset import route_expectations  # noqa: PLC0415
 
-def _route(config_path: Path, route: str, as_json: bool) -> tuple[GatewayConfig, RouteExpectations]:
-    from gateway.tools.evaluation.dataset import UnknownRouteError, route_expectations  # noqa: PLC0415
-
-    try:
-        config = load_config(config_path)
-        return config, route_expectations(config, route)
-    except ConfigError as exc:
-        _fail("; ".join(exc.problems), "fix the routes file or give --config", EXIT_USAGE, as_json)
-    except UnknownRouteError as exc:
-        _fail(exc.message, "give one of the routes listed", EXIT_USAGE, as_json)
+    config = load_routes(config_path)
+    return config, route_expectations(config, route)
 
 
 def _validate(
     path: Path, expectations: RouteExpectations | None, holdout: Path | None, limits: Limits
-) -> ValidationResult | str:
-    """The validation result, or why the file(s) could not be read."""
+) -> ValidationResult:
+    """The validation result.
+
+    Raises:
+        UsageError: a file cannot be read (exit 2).
+    """
     from gateway.tools.evaluation.dataset import validate_dataset  # noqa: PLC0415
 
     try:
         return validate_dataset(path, expectations=expectations, holdout=holdout, limits=limits)
     except OSError as exc:
-        return f"cannot read {exc.filename or path}: {exc.strerror or exc}"
+        raise UsageError(
+            f"cannot read {exc.filename or path}: {exc.strerror or exc}", "give a readable file"
+        ) from None
 
 
 @dataset_app.command("validate", epilog=_EXITS)
@@ -122,15 +120,19 @@ def validate(
     from gateway.tools.evaluation.dataset_result import Limits  # noqa: PLC0415
     from gateway.tools.evaluation.dataset_view import print_validation  # noqa: PLC0415
 
-    expectations = _route(config, route, as_json)[1] if route else None
+    expectations = _route(config, route)[1] if route else None
     result = _validate(file, expectations, holdout, Limits(per_code=max_per_kind))
-    if isinstance(result, str):
-        _fail(result, "give a readable file", EXIT_USAGE, as_json)
     if as_json:
         print_json(result.to_json())
     else:
-        print_validation(Console(highlight=False, soft_wrap=True), result)
-    raise typer.Exit(0 if result.ok else EXIT_REJECTED)
+        out = Console(highlight=False, soft_wrap=True)
+        print_validation(out, result, lambda table: print_table(table, out))
+    if not result.ok:
+        raise RejectedError(
+            f"{file}: {result.errors} error(s) in the data",
+            "fix the problems listed and run again",
+            code="invalid_data",
+        )
 
 
 @finetune_app.command("create", epilog=_EXITS)
@@ -157,54 +159,47 @@ def create(
     from gateway.tools.evaluation.dataset_result import Limits  # noqa: PLC0415
     from gateway.tools.evaluation.dataset_view import print_problems  # noqa: PLC0415
     from gateway.tools.evaluation.finetune_jobs import (  # noqa: PLC0415
-        JobAPIError,
         api_errors,
         default_base_model,
         openai_client,
         start_job,
     )
 
-    routes, expectations = _route(config, route, as_json)
+    routes, expectations = _route(config, route)
     results: list[ValidationResult] = []
     for path in (training_file, validation_file):
         if path is None:
             continue
         holdout = validation_file if path == training_file else None
-        result = _validate(path, expectations, holdout, Limits())
-        if isinstance(result, str):
-            _fail(result, "give a readable file", EXIT_USAGE, as_json)
-        results.append(result)
+        results.append(_validate(path, expectations, holdout, Limits()))
     bad = [r for r in results if not r.ok]
     if bad:
         if not as_json:
             err = Console(stderr=True, highlight=False, soft_wrap=True)
             for result in bad:
                 err.print(Text(f"{result.file}: {result.errors} error(s)", style="bold"))
-                print_problems(err, [p for p in result.problems if p.severity == "error"], {})
+                found = [p for p in result.problems if p.severity == "error"]
+                print_problems(err, found, {}, lambda table: print_table(table, err))
         errors = sum(r.errors for r in bad)
-        _fail(
+        raise RejectedError(
             f"refusing to fine-tune: {errors} error(s) in the data",
             f"fix them (gateway dataset validate FILE --route {route}) and run again",
-            EXIT_REJECTED,
-            as_json,
-            validation=[r.to_json() for r in bad],
+            code="invalid_data",
+            extra={"validation": [r.to_json() for r in bad]},
         )
     model = base_model or default_base_model(routes.routes[route])
     if not model:
-        _fail("no base model", "give --base-model", EXIT_USAGE, as_json)
-    try:
-        client = openai_client(base_url, api_key)
-        with api_errors(str(client.base_url)):
-            started = start_job(
-                client,
-                training=training_file,
-                validation=validation_file,
-                model=model,
-                suffix=suffix or route,
-                route=route,
-            )
-    except JobAPIError as exc:
-        _fail(exc.message, exc.hint, exc.exit_code, as_json)
+        raise UsageError("no base model", "give --base-model")
+    client = openai_client(base_url, api_key)
+    with api_errors(str(client.base_url)):
+        started = start_job(
+            client,
+            training=training_file,
+            validation=validation_file,
+            model=model,
+            suffix=suffix or route,
+            route=route,
+        )
     if as_json:
         print_json(started.to_json(route), indent=None)
         return
@@ -246,9 +241,8 @@ def watch(
     as_json: AsJson = False,
 ) -> None:
     """Follow a job's events and status until it ends; exit 1 if it failed or was cancelled."""
-    from gateway.tools.evaluation.finetune_jobs import JobAPIError  # noqa: PLC0415
     from gateway.tools.evaluation.job_view import JobView  # noqa: PLC0415
-    from gateway.tools.evaluation.watch import WatchRequest, WatchUsageError, run_watch  # noqa: PLC0415
+    from gateway.tools.evaluation.watch import WatchRequest, run_watch  # noqa: PLC0415
 
     request = WatchRequest(
         job_id=job_id,
@@ -264,12 +258,11 @@ def watch(
     view = JobView(as_json=as_json)
     try:
         job = run_watch(request, view)
-    except (JobAPIError, AdminAPIError) as exc:
-        _fail(exc.message, exc.hint, exc.exit_code, as_json)
-    except WatchUsageError as exc:
-        _fail(exc.message, exc.hint, EXIT_USAGE, as_json)
     except KeyboardInterrupt:
-        view.err.print("stopped watching; the job goes on. Run the same command to resume.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise InterruptedRunError(
+            "stopped watching; the job goes on", "run the same command to resume"
+        ) from None
     if job.status != "succeeded":
-        raise typer.Exit(EXIT_REJECTED)
+        raise RejectedError(
+            f"job {job.id} {job.status}", "see the job's events above", code=f"job_{job.status}"
+        )

@@ -21,9 +21,9 @@ Exit codes scripts can rely on:
 
 ====  ======================================================================================
 0     evaluated; every gate held (or none was asked for)
-1     a gate failed (``--min-accuracy``, ``--max-regression``), or the gateway refused the run
-      (e.g. it does not serve the route)
-2     wrong usage: bad options, an invalid held-out file or routes file, an unknown route
+1     a gate failed (``--min-accuracy``, ``--max-regression``), the held-out file or the routes
+      file is invalid, or the gateway refused the run (e.g. it does not serve the route)
+2     wrong usage: bad options, an unknown route, a held-out file that cannot be read
 3     the gateway could not be reached
 5     authentication: no key, a wrong one, or a key not allowed to force variants (401, 403)
 130   interrupted; run the same command again to resume
@@ -37,20 +37,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from gateway.tools.cli.common import DEFAULT_CONFIG, DEFAULT_URL, ConfigOpt, print_error
-from gateway.tools.exit_codes import EXIT_AUTH, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
+from gateway.tools.cli.common import DEFAULT_CONFIG, DEFAULT_URL, AsJson, ConfigOpt
+from gateway.tools.exit_codes import AuthError, InterruptedRunError, RejectedError
 
-__all__ = ["EVAL_EPILOG", "EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "eval_command"]
-
-EXIT_GATE_FAILED = EXIT_REJECTED
+__all__ = ["EVAL_EPILOG", "eval_command"]
 
 EVAL_EPILOG = (
-    "Exit codes: 0 ok; 1 a gate failed or the gateway refused the run; 2 usage (options, "
-    "data or routes file); 3 gateway unreachable; 5 key missing, wrong or not allowed to force "
-    "variants (401/403); 130 interrupted (run again to resume)."
+    "Exit codes: 0 ok; 1 a gate failed, invalid data or routes file, or the gateway refused "
+    "the run; 2 usage (options, unknown route, unreadable file); 3 gateway unreachable; 5 key "
+    "missing, wrong or not allowed to force variants (401/403); 130 interrupted (run again to "
+    "resume)."
 )
 
 
@@ -131,7 +128,7 @@ def eval_command(
         bool,
         typer.Option("--progress/--no-progress", help="Progress bar on stderr (TTY only)."),
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Evaluate a route's candidate and fallback on a held-out set through a running gateway.
 
@@ -140,7 +137,7 @@ def eval_command(
     run the same command again after an interruption.
     """
     from gateway.tools.cli.eval_inputs import load_examples, load_route, resume, sha256  # noqa: PLC0415
-    from gateway.tools.cli.eval_output import print_failed_gates, write_and_print  # noqa: PLC0415
+    from gateway.tools.cli.eval_output import failed_gates, write_and_print  # noqa: PLC0415
     from gateway.tools.cli.eval_run import run_pending  # noqa: PLC0415
     from gateway.tools.evaluation.report import build_report  # noqa: PLC0415
 
@@ -155,12 +152,11 @@ def eval_command(
     results = dict(plan.done)
     if plan.todo:
         if not api_key:
-            print_error(
+            raise AuthError(
                 "no key to call the gateway with",
                 "set --api-key, GATEWAY_EVAL_KEY or GATEWAY_API_KEY to a key allowed to force "
                 "variants (GATEWAY_OVERRIDE_KEYS)",
             )
-            raise typer.Exit(EXIT_AUTH)
         complete = run_pending(
             gateway_config,
             route_obj,
@@ -175,14 +171,10 @@ def eval_command(
         )
         if not complete:
             left = len(examples) * len(variants) - len(results)
-            Console(stderr=True, highlight=False).print(
-                Text(
-                    f"interrupted: {left} result(s) still to do; {len(results)} kept in "
-                    f"{state_path}. Run the same command again to resume.",
-                    style="yellow",
-                )
+            raise InterruptedRunError(
+                f"interrupted: {left} result(s) still to do; {len(results)} kept in {state_path}",
+                "run the same command again to resume",
             )
-            raise typer.Exit(EXIT_INTERRUPTED)
 
     report = build_report(
         route_obj,
@@ -204,4 +196,11 @@ def eval_command(
         on_lower_bound=gate_on_lower_bound,
     )
     write_and_print(report, out, as_json)
-    raise typer.Exit(EXIT_GATE_FAILED if print_failed_gates(report) else EXIT_OK)
+    failed = failed_gates(report)
+    if failed:
+        raise RejectedError(
+            f"{len(failed)} gate(s) failed",
+            f"the report says why: {out / 'report.md'}",
+            code="gate_failed",
+            problems=failed,
+        )

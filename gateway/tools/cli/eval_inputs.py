@@ -1,8 +1,8 @@
 """What ``gateway eval`` reads before sending anything: the route, the examples, the state.
 
-Each loader prints what is wrong on stderr and exits 2 (usage) when the input cannot be used,
-so that the command itself only orders the steps. Imported when ``gateway eval`` runs, never by
-``gateway --help``.
+Each loader raises a :class:`~gateway.tools.exit_codes.CliError` when the input cannot be used
+(exit 1 for invalid content, 2 for a bad option), so that the command itself only orders the
+steps. Imported when ``gateway eval`` runs, never by ``gateway --help``.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.config import GatewayConfig, Route, load_config
-from gateway.errors import ConfigError
-from gateway.tools.cli.common import print_error
+from gateway.config import GatewayConfig, Route
+from gateway.tools.cli.common import load_routes
 from gateway.tools.evaluation.heldout_examples import DatasetError, Example, read_examples
 from gateway.tools.evaluation.heldout_state import Plan, plan_run, read_state
-from gateway.tools.exit_codes import EXIT_USAGE
+from gateway.tools.exit_codes import UsageError
 
 __all__ = ["load_examples", "load_route", "resume", "sha256"]
 
@@ -28,35 +26,21 @@ _MOST_PROBLEMS = 20
 """Problems of a held-out file listed at most (then how many more there are)."""
 
 
-def _print_problems(title: str, problems: Sequence[str], most: int | None = None) -> None:
-    err = Console(stderr=True, highlight=False)
-    err.print(Text(title, style="bold red"))
-    shown = problems if most is None else problems[:most]
-    for problem in shown:
-        err.print(Text(f"  - {problem}"))
-    if len(problems) > len(shown):
-        err.print(Text(f"  ... and {len(problems) - len(shown)} more"))
-
-
 def load_route(config_path: Path, route_name: str) -> tuple[GatewayConfig, Route]:
     """The routes file and the route to evaluate (one with variants).
 
     Raises:
-        typer.Exit: 2, the routes file is invalid or has no such route (all printed).
+        RejectedError: the routes file is invalid (exit 1; every problem listed).
+        UsageError: it cannot be read, or has no such route (exit 2).
     """
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        _print_problems(f"{config_path}: invalid routes file", exc.problems)
-        raise typer.Exit(EXIT_USAGE) from None
+    config = load_routes(config_path)
     route = config.routes.get(route_name)
     if route is None or route.passthrough:
         known = ", ".join(name for name, r in config.routes.items() if not r.passthrough)
-        print_error(
+        raise UsageError(
             f"{config_path}: no route '{route_name}' with variants",
             f"routes: {known or 'none'}; set --route, or --config (GATEWAY_CONFIG)",
         )
-        raise typer.Exit(EXIT_USAGE)
     return config, route
 
 
@@ -64,13 +48,16 @@ def load_examples(data: Path, limit: int | None) -> list[Example]:
     """The held-out examples (the first ``limit`` of them, when given).
 
     Raises:
-        typer.Exit: 2, the file cannot be read or has invalid lines (the first 20 printed).
+        DatasetError: invalid lines (exit 1; the first 20 listed, then how many more).
+        UnreadableFileError: the file cannot be read (exit 2).
     """
     try:
         examples = read_examples(data)
     except DatasetError as exc:
-        _print_problems(f"{data}: invalid held-out file", exc.problems, _MOST_PROBLEMS)
-        raise typer.Exit(EXIT_USAGE) from None
+        if len(exc.problems) > _MOST_PROBLEMS:
+            more = len(exc.problems) - _MOST_PROBLEMS
+            exc.problems = [*exc.problems[:_MOST_PROBLEMS], f"... and {more} more"]
+        raise
     return examples if limit is None else examples[:limit]
 
 

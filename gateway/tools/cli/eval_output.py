@@ -1,7 +1,8 @@
 """Where ``gateway eval``'s report goes: ``report.json`` and ``report.md``, then the terminal.
 
-People get the summary table, one PASS/FAIL line per gate and the paths of the two files;
-``--json`` prints the JSON report on stdout instead. Imported when ``gateway eval`` runs.
+People get the summary table (tab-separated lines when piped), one PASS/FAIL line per gate and
+the paths of the two files; ``--json`` prints the JSON report on stdout instead. Imported when
+``gateway eval`` runs.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.tools.cli.common import print_json
+from gateway.tools.cli.common import print_json, print_table
 from gateway.tools.evaluation.report import EvalReport, render_markdown, summary_rows
 
-__all__ = ["print_failed_gates", "write_and_print"]
+__all__ = ["failed_gates", "write_and_print"]
 
 
 def _report_table(report: EvalReport) -> Table:
@@ -40,8 +41,8 @@ def write_and_print(report: EvalReport, out: Path, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    console = Console(highlight=False)
-    console.print(_report_table(report))
+    console = Console(highlight=False, soft_wrap=True)
+    print_table(_report_table(report), console)
     for gate in report.gates:
         style = "green" if gate.passed else "bold red"
         console.print(
@@ -50,10 +51,7 @@ def write_and_print(report: EvalReport, out: Path, as_json: bool) -> None:
     console.print(Text(f"reports: {out / 'report.md'}, {out / 'report.json'}"))
 
 
-def print_failed_gates(report: EvalReport) -> bool:
-    """Name each failed gate on stderr (also under ``--json``); whether any failed."""
-    failed = [gate for gate in report.gates if not gate.passed]
-    err = Console(stderr=True, highlight=False)
-    for gate in failed:
-        err.print(Text(f"gate {gate.name} failed: {gate.detail}", style="bold red"))
-    return bool(failed)
+def failed_gates(report: EvalReport) -> list[str]:
+    """``gate NAME failed: detail`` for each failed gate (the command reports them on stderr,
+    also under ``--json``)."""
+    return [f"gate {gate.name} failed: {gate.detail}" for gate in report.gates if not gate.passed]

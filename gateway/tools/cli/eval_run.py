@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import openai
-import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,23 +27,12 @@ from rich.progress import (
 )
 
 from gateway.config import GatewayConfig, Route
-from gateway.tools.cli.common import print_error
-from gateway.tools.evaluation.heldout_errors import (
-    EvalAbortError,
-    EvalAuthError,
-    GatewayUnreachableError,
-)
 from gateway.tools.evaluation.heldout_examples import Example
 from gateway.tools.evaluation.heldout_runner import Evaluator
 from gateway.tools.evaluation.heldout_state import Result, StateWriter
-from gateway.tools.exit_codes import EXIT_AUTH, EXIT_INTERRUPTED, EXIT_REJECTED, EXIT_UNREACHABLE
+from gateway.tools.exit_codes import InterruptedRunError
 
 __all__ = ["run_pending"]
-
-
-def _fail(message: str, hint: str | None, code: int) -> typer.Exit:
-    print_error(message, hint)
-    return typer.Exit(code)
 
 
 def _progress(enabled: bool) -> Progress:
@@ -106,7 +94,8 @@ def run_pending(
     """Send ``todo``, adding each result to ``results`` and the state file; ``False``: stopped.
 
     Raises:
-        typer.Exit: 3 unreachable, 5 auth, 1 refused, 130 abandoned by a second Ctrl-C.
+        EvalAbortError: 3 unreachable, 5 auth, 1 refused (its subclasses say which).
+        InterruptedRunError: abandoned by a second Ctrl-C (130).
     """
     client = openai.AsyncOpenAI(
         base_url=url.rstrip("/") + "/v1", api_key=api_key, max_retries=0, timeout=timeout
@@ -131,15 +120,8 @@ def run_pending(
 
         try:
             return asyncio.run(main())
-        except GatewayUnreachableError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_UNREACHABLE) from None
-        except EvalAuthError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_AUTH) from None
-        except EvalAbortError as exc:
-            raise _fail(exc.message, exc.hint, EXIT_REJECTED) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
-            raise _fail(
+            raise InterruptedRunError(
                 f"abandoned; finished results are kept in {state_path}",
                 "run the same command again to resume",
-                EXIT_INTERRUPTED,
             ) from None

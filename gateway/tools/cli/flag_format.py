@@ -1,7 +1,7 @@
 """How ``gateway flags`` reads and writes flag values: weights, change summaries, tables.
 
 Weights are percentages (``25%``, ``0.5%``, ``0.001%`` is the smallest step) or raw weights in
-thousandths of a percent (``25000`` is 25%), as DESIGN.md section 2 defines ``weight``.
+thousandths of a percent (``25000`` is 25%), as the flag's ``weight`` is defined (docs/concepts.md).
 
 Everything here takes values and returns values (strings, ``rich`` tables); printing them is
 the commands' business (:mod:`gateway.tools.cli.flags`).

@@ -8,7 +8,7 @@ printed) and ``--json`` (the API's JSON on stdout, for scripts). Each request ca
 stdout, errors to stderr (one JSON object there with ``--json``); no traceback is ever printed.
 
 Weights are percentages (``25%``, ``0.5%``, ``0.001%`` is the smallest step) or raw weights in
-thousandths of a percent (``25000`` is 25%), as DESIGN.md section 2 defines ``weight``.
+thousandths of a percent (``25000`` is 25%), as the flag's ``weight`` is defined (docs/concepts.md).
 
 ``set`` reads the flag first and writes with ``If-Match: "<version>"``, so that of two admins
 racing, the second gets a conflict (exit 4) instead of silently undoing the first one's change.
@@ -39,7 +39,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.tools.cli.common import DEFAULT_URL, AsJson, print_json
+from gateway.tools.cli.common import DEFAULT_URL, AsJson, print_json, print_table
 from gateway.tools.cli.flag_format import (
     TARGETING_LISTS,
     describe_change,
@@ -57,8 +57,11 @@ from gateway.tools.cli.flags_options import (
     session,
     weight_option,
 )
+from gateway.tools.cli.flags_ramp import ramp_app
 
 __all__ = ["flags_app"]
+
+flags_app.add_typer(ramp_app, name="ramp")
 
 
 @flags_app.command("list", epilog=EXIT_HELP)
@@ -67,12 +70,12 @@ def list_routes(
 ) -> None:
     """Every route: flag status, weight, rollout id, version, per-variant request counts, and
     the version each live replica serves (a lagging one is named)."""
-    with session(url, admin_key, as_json) as client:
+    with session(url, admin_key) as client:
         routes = client.routes()
     if as_json:
         print_json(routes)
     else:
-        Console(highlight=False).print(routes_table(routes))
+        print_table(routes_table(routes))
 
 
 @flags_app.command("show", epilog=EXIT_HELP)
@@ -84,12 +87,12 @@ def show(
 ) -> None:
     """One route's flag as stored now, with its targeting lists and where it comes from
     (store, this replica's snapshot when the store is behind it, or the routes file)."""
-    with session(url, admin_key, as_json) as client:
+    with session(url, admin_key) as client:
         flag, source = client.flag_with_source(route)
     if as_json:
         print_json(flag)
     else:
-        Console(highlight=False).print(flag_table(flag, source=source))
+        print_table(flag_table(flag, source=source))
 
 
 _SET_HELP = (
@@ -156,7 +159,7 @@ def set_flag(
         "someone else changed the flag after this command read it; nothing was written. "
         "Check the current state above and run the command again if it still applies."
     )
-    with session(url, admin_key, as_json, conflict_hint=hint, route=route) as client:
+    with session(url, admin_key, conflict_hint=hint, route=route) as client:
         before = client.flag(route)
         after = client.patch(route, int(before["version"]), body)
     _report_write(before, after, as_json)
@@ -175,7 +178,7 @@ def rollback(
     Exits 4 if the route is already rolled back.
     """
     hint = f"nothing to do; to re-arm it later: gateway flags release {route} --reason ..."
-    with session(url, admin_key, as_json, conflict_hint=hint) as client:
+    with session(url, admin_key, conflict_hint=hint) as client:
         before = client.flag(route)
         after = client.rollback(route, reason)
     _report_write(before, after, as_json)
@@ -197,7 +200,7 @@ def release(
     Exits 4 if the route is not rolled back.
     """
     hint = "only a rolled-back flag can be released; change an active one with `set`"
-    with session(url, admin_key, as_json, conflict_hint=hint) as client:
+    with session(url, admin_key, conflict_hint=hint) as client:
         before = client.flag(route)
         after = client.release(route, reason, weight)
     _report_write(before, after, as_json)
@@ -217,24 +220,24 @@ def history(
 
     --json prints the raw audit entries, with the evidence the guard saw.
     """
-    with session(url, admin_key, as_json) as client:
+    with session(url, admin_key) as client:
         entries = client.audit(route, limit)
     entries = sorted(entries, key=lambda e: float(e.get("at") or 0), reverse=True)
     if as_json:
         print_json(entries)
     else:
-        Console(highlight=False).print(history_table(route, entries))
+        print_table(history_table(route, entries))
 
 
 def _report_write(before: Mapping[str, Any], after: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(after)
         return
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     out.print(
         Text(
             f"{after.get('route')}: {describe_change(before, after)} "
             f"(version {before.get('version')} -> {after.get('version')})"
         )
     )
-    out.print(flag_table(after))
+    print_table(flag_table(after), out)

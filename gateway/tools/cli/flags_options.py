@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from gateway.tools.admin_client import AdminAPIError, AdminClient
-from gateway.tools.cli.common import command_group, print_error, print_json
+from gateway.tools.cli.common import command_group
 from gateway.tools.cli.flag_format import RAW_WEIGHT, flag_table, format_weight, parse_weight
 from gateway.tools.exit_codes import EXIT_CONFLICT
 
@@ -97,12 +97,14 @@ def weight_option(help_text: str) -> Any:
 def session(
     url: str,
     admin_key: str | None,
-    as_json: bool,
+    as_json: bool = False,  # kept for callers; the root group knows --json by itself
     *,
     conflict_hint: str | None = None,
     route: str | None = None,
 ) -> Iterator[AdminClient]:
-    """An :class:`AdminClient`; an :class:`AdminAPIError` becomes stderr output and an exit.
+    """An :class:`AdminClient`; an :class:`AdminAPIError` leaves with the command's advice
+    (the root group reports it, as JSON when the command got ``--json``: ``as_json`` is not
+    needed and only accepted).
 
     ``conflict_hint`` replaces the generic advice for a 409, when the command knows better; a
     409 ``rolled_back`` (the latch refused the change) always says to release ``route`` first.
@@ -118,13 +120,6 @@ def session(
             )
         elif exc.exit_code == EXIT_CONFLICT and conflict_hint is not None:
             exc.hint = conflict_hint
-        _fail(exc, as_json)
-
-
-def _fail(exc: AdminAPIError, as_json: bool) -> NoReturn:
-    if as_json:
-        print_json(exc.to_json(), indent=None, stderr=True)
-    else:
-        current = () if exc.current is None else ("current state:", flag_table(exc.current))
-        print_error(exc.message, exc.hint, status=exc.status, details=current)
-    raise typer.Exit(exc.exit_code)
+        if exc.current is not None:
+            exc.details = ["current state:", flag_table(exc.current)]
+        raise

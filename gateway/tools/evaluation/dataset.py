@@ -23,16 +23,13 @@ from gateway.tools.evaluation.dataset_result import (
 )
 from gateway.tools.evaluation.jsonl import DEFAULT_MAX_LINE_BYTES, read_lines
 from gateway.tools.evaluation.problems import Problem
+from gateway.tools.exit_codes import UsageError
 
 __all__ = ["UnknownRouteError", "load_holdout", "route_expectations", "validate_dataset"]
 
 
-class UnknownRouteError(KeyError):
-    """The routes file has no such route (or it is a pass-through model); ``message`` says so."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class UnknownRouteError(UsageError):
+    """The routes file has no such route (or it is a pass-through model); exit 2 (usage)."""
 
 
 def route_expectations(config: GatewayConfig, route: str) -> RouteExpectations:

@@ -8,6 +8,8 @@ summary (with how tokens were counted), and a verdict line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -15,7 +17,10 @@ from rich.text import Text
 from gateway.tools.evaluation.dataset_result import ValidationResult
 from gateway.tools.evaluation.problems import Problem
 
-__all__ = ["print_problems", "print_validation", "verdict"]
+__all__ = ["ShowTable", "print_problems", "print_validation", "verdict"]
+
+ShowTable = Callable[[Table], None]
+"""How a table is printed (the command line passes one that keeps values whole when piped)."""
 
 
 def verdict(result: ValidationResult) -> Text:
@@ -29,8 +34,14 @@ def verdict(result: ValidationResult) -> Text:
     )
 
 
-def print_problems(console: Console, problems: list[Problem], omitted: dict[str, int]) -> None:
-    """The problems table (nothing when there are none) and the note on omitted ones."""
+def print_problems(
+    console: Console,
+    problems: list[Problem],
+    omitted: dict[str, int],
+    show: ShowTable | None = None,
+) -> None:
+    """The problems table (nothing when there are none; printed by ``show``, else on
+    ``console``) and the note on omitted ones."""
     if problems:
         files = {p.file for p in problems}
         table = Table(title="problems", title_justify="left")
@@ -47,15 +58,18 @@ def print_problems(console: Console, problems: list[Problem], omitted: dict[str,
                 Text(problem.message),
             ]
             table.add_row(*([Text(problem.file)] if len(files) > 1 else []), *cells)
-        console.print(table)
+        (show or console.print)(table)
     for code, count in sorted(omitted.items()):
         console.print(
             Text(f"... and {count} more '{code}' problem(s) not listed (see --max-per-kind)")
         )
 
 
-def print_validation(console: Console, result: ValidationResult) -> None:
-    """Everything about one file (see the module docstring)."""
+def print_validation(
+    console: Console, result: ValidationResult, show: ShowTable | None = None
+) -> None:
+    """Everything about one file (see the module docstring); tables through ``show`` when
+    given."""
     console.print(
         Text(
             f"{result.file}: {result.examples} example(s) in {result.lines} line(s), "
@@ -65,7 +79,7 @@ def print_validation(console: Console, result: ValidationResult) -> None:
             style="bold",
         )
     )
-    print_problems(console, result.problems, result.omitted)
+    print_problems(console, result.problems, result.omitted, show)
     if result.labels or result.other_answers:
         table = Table(title="answers (last assistant message)", title_justify="left")
         table.add_column("label")
@@ -77,7 +91,7 @@ def print_validation(console: Console, result: ValidationResult) -> None:
             rows.append(("(other answers)", result.other_answers))
         for label, count in rows:
             table.add_row(Text(label), str(count), f"{100 * count / total:.1f}%")
-        console.print(table)
+        (show or console.print)(table)
     tokens = result.tokens
     if tokens.examples:
         console.print(

@@ -10,7 +10,7 @@
 * :func:`follow_job` polls a job until it ends, passing new events and each status to
   callbacks (the command line renders them); ``sleep`` is injectable for tests.
 * :func:`api_errors` turns SDK exceptions into :class:`JobAPIError` with the command line's
-  exit codes (``gateway.tools.exit_codes``: 1 rejected, 2 usage, 3 unreachable or 5xx, 5 auth).
+  exit codes (``gateway.tools.exit_codes``: 1 rejected, 3 unreachable or 5xx, 5 auth).
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ import openai
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
 from gateway.config import Route
-from gateway.tools.exit_codes import EXIT_AUTH, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE
+from gateway.tools.exit_codes import (
+    EXIT_AUTH,
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    CliError,
+)
 
 __all__ = [
     "ROUTE_METADATA_KEY",
@@ -50,12 +55,11 @@ _PAGE = 50
 _MAX_NEW_EVENTS = 10_000
 
 
-class JobAPIError(Exception):
+class JobAPIError(CliError):
     """An API call that failed, classified: ``exit_code``, ``message`` and a ``hint``."""
 
     def __init__(self, exit_code: int, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.exit_code, self.message, self.hint = exit_code, message, hint
+        super().__init__(message, hint, exit_code=exit_code)
 
 
 @contextmanager
@@ -92,11 +96,11 @@ def openai_client(base_url: str | None, api_key: str | None) -> openai.OpenAI:
     """An ``OpenAI`` client (2 retries, 60 s timeout).
 
     Raises:
-        JobAPIError: no API key (exit 2: usage).
+        JobAPIError: no API key (exit 5: auth, as every missing key).
     """
     if not api_key:
         raise JobAPIError(
-            EXIT_USAGE,
+            EXIT_AUTH,
             "no API key",
             "set OPENAI_API_KEY or --api-key (against the simulator any value works)",
         )

@@ -3,12 +3,15 @@
 One example's failure (a 5xx, a 429, a timeout...) is a result with an ``error``, never one of
 these: only a gateway that cannot be reached (:class:`GatewayUnreachableError`), a key it
 refuses (:class:`EvalAuthError`) or a gateway that does not serve the route stops the run.
-Each carries a ``hint`` that says what to do.
+Each carries a ``hint`` that says what to do, and the command line's exit code (they are
+:class:`~gateway.tools.exit_codes.CliError`): 1 refused, 3 unreachable, 5 auth.
 """
 
 from __future__ import annotations
 
 import openai
+
+from gateway.tools.exit_codes import EXIT_AUTH, EXIT_UNREACHABLE, RejectedError
 
 __all__ = [
     "EvalAbortError",
@@ -19,22 +22,24 @@ __all__ = [
 ]
 
 
-class EvalAbortError(Exception):
-    """A failure that stops the whole run (not one example's error). ``hint`` says what to do."""
+class EvalAbortError(RejectedError):
+    """A failure that stops the whole run (not one example's error); exit 1 unless a subclass
+    says otherwise. ``hint`` says what to do."""
 
     def __init__(self, message: str, hint: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.status = status
+        super().__init__(message, hint, status=status)
 
 
 class GatewayUnreachableError(EvalAbortError):
-    """No connection to the gateway, or it answered the pre-flight check with a 5xx."""
+    """No connection to the gateway, or it answered the pre-flight check with a 5xx (exit 3)."""
+
+    default_exit_code = EXIT_UNREACHABLE
 
 
 class EvalAuthError(EvalAbortError):
-    """401 or 403: the key is missing, wrong, or not allowed to force a variant."""
+    """401 or 403: the key is missing, wrong, or not allowed to force a variant (exit 5)."""
+
+    default_exit_code = EXIT_AUTH
 
 
 def unreachable(

@@ -13,15 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DatasetError", "Example", "parse_example", "read_examples"]
+from gateway.tools.exit_codes import EXIT_USAGE, RejectedError
+
+__all__ = ["DatasetError", "Example", "UnreadableFileError", "parse_example", "read_examples"]
 
 
-class DatasetError(ValueError):
-    """The held-out file cannot be used; ``problems`` holds one ``FILE:LINE: what`` per line."""
+class DatasetError(RejectedError):
+    """The held-out file has invalid content (exit 1: data errors); ``problems`` holds one
+    ``FILE:LINE: what`` per line."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__(
+            f"{path}: invalid held-out file",
+            "fix the lines named above (gateway dataset validate FILE checks the format)",
+            problems=problems,
+        )
+
+
+class UnreadableFileError(DatasetError):
+    """The held-out file does not exist or cannot be read (exit 2: a bad ``--data``)."""
+
+    default_exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +93,19 @@ def read_examples(path: Path) -> list[Example]:
     """Read a held-out JSONL file (blank lines skipped).
 
     Raises:
-        DatasetError: the file cannot be read, is empty, or has invalid lines (every invalid
+        UnreadableFileError: the file cannot be read.
+        DatasetError: the file is not UTF-8, is empty, or has invalid lines (every invalid
             line is reported, as ``FILE:LINE: problem``).
     """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise DatasetError([f"{path}: cannot read the held-out file ({reason})"]) from None
+    except OSError as exc:
+        problem = f"{path}: cannot read the held-out file ({exc.strerror})"
+        error = UnreadableFileError(path, [problem])
+        error.hint = "give a readable file as --data"
+        raise error from None
+    except UnicodeDecodeError:
+        raise DatasetError(path, [f"{path}: not UTF-8 text"]) from None
     examples: list[Example] = []
     problems: list[str] = []
     for number, line in enumerate(lines, start=1):
@@ -101,7 +118,7 @@ def read_examples(path: Path) -> list[Example]:
         except ValueError as exc:
             problems.append(f"{path}:{number}: {exc}")
     if problems:
-        raise DatasetError(problems)
+        raise DatasetError(path, problems)
     if not examples:
-        raise DatasetError([f"{path}: no examples (one JSON object per line)"])
+        raise DatasetError(path, [f"{path}: no examples (one JSON object per line)"])
     return examples

@@ -40,16 +40,13 @@ from gateway.tools.evaluation.watch_state import (
     load_watch_state,
     save_watch_state,
 )
+from gateway.tools.exit_codes import UsageError
 
 __all__ = ["WatchRequest", "WatchUsageError", "run_watch"]
 
 
-class WatchUsageError(Exception):
-    """The options cannot work (e.g. ``--register`` without any route): ``message``, ``hint``."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message, self.hint = message, hint
+class WatchUsageError(UsageError):
+    """The options cannot work (e.g. ``--register`` without any route): exit 2, with a hint."""
 
 
 @dataclass(frozen=True, slots=True)
