@@ -2,8 +2,13 @@
 
 The :class:`Gateway` holds the app's parts (config, keys, flags, upstream pool, metrics,
 telemetry, relay); handlers are closures over it. The upstream pool is closed in the lifespan.
-The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` answered by the
-raw ASGI data plane (:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes.
+The app is a :class:`GatewayApp`: Litestar, with ``POST /v1/chat/completions`` and
+``POST /v1/responses`` answered by the raw ASGI data plane
+(:class:`gateway.api.openai.ChatCompletionsASGI`) before Litestar routes,
+and ``POST /v1/embeddings`` and ``/v1/completions`` by the pass-through
+(:class:`gateway.api.passthrough.PassthroughASGI`). With ``GATEWAY_CORS_ALLOW_ORIGINS`` set it
+is a :class:`CorsGatewayApp`, which applies CORS (:mod:`gateway.api.cors`) to every ``/v1/``
+request before either.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 from gateway import __version__
 from gateway.api.admin import admin_handlers
 from gateway.api.console import console_handlers
+from gateway.api.cors import PATH_PREFIX as CORS_PATH_PREFIX
+from gateway.api.cors import CorsPolicy
 from gateway.api.openai import (
     CHAT_PATH,
+    RESPONSES_PATH,
     ChatCompletionsASGI,
     internal_error_reply,
     new_request_id,
@@ -36,6 +44,7 @@ from gateway.api.openai import (
     to_response,
 )
 from gateway.api.ops import ops_handlers
+from gateway.api.passthrough import COMPLETIONS_PATH, EMBEDDINGS_PATH, PassthroughASGI
 from gateway.auth import AdminAuth, KeyRing
 from gateway.config import GatewayConfig, load_config
 from gateway.console import TEMPLATE_DIR
@@ -71,6 +80,7 @@ from gateway.upstream import UpstreamPool
 
 __all__ = [
     "GC_THRESHOLD",
+    "CorsGatewayApp",
     "Gateway",
     "GatewayApp",
     "app_from_environment",
@@ -96,10 +106,12 @@ def tune_gc() -> None:
 
 
 class GatewayApp(Litestar):
-    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` (a raw ASGI
-    callable) before Litestar's own routing; everything else is Litestar's."""
+    """Litestar, with ``POST /v1/chat/completions`` handed to :attr:`data_plane` and the
+    ``POST`` paths in :attr:`raw_paths` to theirs (raw ASGI callables) before Litestar's own
+    routing; everything else is Litestar's."""
 
     data_plane: Any = None
+    raw_paths: dict[str, Any] = {}  # noqa: RUF012  (replaced per app, never mutated)
 
     async def __call__(
         self,
@@ -108,14 +120,37 @@ class GatewayApp(Litestar):
         send: Send | LifeSpanSend,
     ) -> None:
         raw: Any = scope  # one dict lookup each, before Litestar builds anything
-        if (
-            raw["type"] == "http"
-            and raw["path"] == CHAT_PATH
-            and raw["method"] == "POST"
-            and self.data_plane is not None
-        ):
-            await self.data_plane(scope, receive, send)
-            return
+        if raw["type"] == "http" and raw["method"] == "POST":
+            path = raw["path"]
+            if path == CHAT_PATH and self.data_plane is not None:
+                await self.data_plane(scope, receive, send)
+                return
+            handler = self.raw_paths.get(path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class CorsGatewayApp(GatewayApp):
+    """A :class:`GatewayApp` with CORS (``GATEWAY_CORS_ALLOW_ORIGINS``): :attr:`cors` applies
+    to every ``/v1/`` request first (preflights answered, headers added to every answer, errors
+    included). A class of its own, so that without CORS the request path pays nothing for it."""
+
+    cors: CorsPolicy
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        raw: Any = scope
+        if raw["type"] == "http" and raw["path"].startswith(CORS_PATH_PREFIX):
+            wrapped = await self.cors.apply(raw, send)  # type: ignore[arg-type]
+            if wrapped is None:  # a preflight, answered
+                return
+            send = wrapped  # type: ignore[assignment]
         await super().__call__(scope, receive, send)
 
 
@@ -328,7 +363,9 @@ def create_app(
         request_id = new_request_id(request.headers.get("x-request-id"))
         return to_response(internal_error_reply(gw.logger, request.url.path, exc, request_id))
 
-    app = GatewayApp(
+    cors = CorsPolicy.from_settings(settings.cors_allow_origins, settings.cors_max_age_s)
+    app_class = GatewayApp if cors is None else CorsGatewayApp
+    app = app_class(
         route_handlers=[
             *openai_handlers(gw),
             *ops_handlers(gw),
@@ -356,6 +393,13 @@ def create_app(
     )
     app.state.gateway = gw
     app.data_plane = ChatCompletionsASGI(gw)
+    app.raw_paths = {
+        EMBEDDINGS_PATH: PassthroughASGI(gw, "embeddings"),
+        COMPLETIONS_PATH: PassthroughASGI(gw, "completions"),
+        RESPONSES_PATH: ChatCompletionsASGI(gw, RESPONSES_PATH),
+    }
+    if isinstance(app, CorsGatewayApp) and cors is not None:
+        app.cors = cors
     return app
 
 

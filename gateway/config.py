@@ -72,6 +72,12 @@ class UpstreamConfig(_Strict):
         "first event (default: 4 x timeout_s).",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra static headers.")
+    provider: str = "openai"
+    responses_api: bool = Field(
+        True,
+        description="Whether the upstream offers the Responses API (POST /responses); false: "
+        "/v1/responses on a route using it answers 400 responses_api_unsupported.",
+    )
 
     @field_validator("base_url")
     @classmethod

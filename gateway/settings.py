@@ -20,12 +20,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from gateway.errors import ConfigError
 
 __all__ = ["ConsoleSettings", "Settings", "UpstreamSettings", "load_key_file", "load_settings"]
+
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")
 
 
 class UpstreamSettings(BaseModel):
@@ -140,6 +142,14 @@ class Settings(BaseSettings):
         "request's first byte on a kept-alive connection); then the connection is closed.",
     )
     shutdown_grace_s: float = Field(30.0, ge=0, description="Drain time for in-flight streams.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call /v1/* (e.g. ["https://app.example"], or '
+        '["*"] for any); empty: CORS off, no access-control-* headers, preflights unanswered.',
+    )
+    cors_max_age_s: int = Field(
+        600, ge=0, description="How long a browser may cache a preflight answer (seconds)."
+    )
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     replica_id: str | None = Field(
         None,
@@ -147,10 +157,29 @@ class Settings(BaseSettings):
         description="This replica's id in heartbeats, outcome counts and audits (default: "
         "hostname-pid-random; with several workers the pid is appended).",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics needs 'Authorization: Bearer <token>' (401 without).",
+    )
     flag_heartbeat_s: float = Field(
         5.0, gt=0, description="Seconds between heartbeats; they expire after three."
     )
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Each origin is ``*`` or ``scheme://host[:port]`` as a browser sends it in ``Origin``
+        (no path; a trailing ``/`` is dropped)."""
+        out = []
+        for given in value:
+            origin = given.strip().rstrip("/")
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{given!r} is not an origin: write scheme://host[:port], or * for any"
+                )
+            out.append(origin)
+        return out
 
     def all_client_keys(self) -> dict[str, str]:
         """Client keys from ``GATEWAY_CLIENT_KEYS`` merged with ``GATEWAY_CLIENT_KEYS_FILE``."""

@@ -1,6 +1,8 @@
-"""The data plane: OpenAI's ``/v1/chat/completions``, ``/v1/models`` and ``/v1/feedback``.
+"""The data plane: OpenAI's ``/v1/chat/completions``, ``/v1/responses``, ``/v1/models`` (and
+``/v1/models/{id}``) and ``/v1/feedback``.
 
-``POST /v1/chat/completions`` is served by :class:`ChatCompletionsASGI`, a raw ASGI callable
+``POST /v1/chat/completions`` and ``POST /v1/responses`` are each served by a
+:class:`ChatCompletionsASGI`, a raw ASGI callable
 that :class:`gateway.app.GatewayApp` calls before Litestar: the scope's headers read in one
 pass, the body read from ``receive`` (413 past ``max_body_bytes``), the reply sent as two ASGI
 messages with a prepared header list (a stream as ``more_body`` messages). Litestar's
@@ -26,16 +28,23 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from gateway.api.disconnect import DisconnectWatch, until_disconnected
-from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+)
 from gateway.relay import CLIENT_CLOSED_REQUEST, CallContext, Reply, error_reply
 from gateway.telemetry import RequestRecord
 
 __all__ = [
     "CHAT_PATH",
     "MAX_SUBJECT_CHARS",
+    "RESPONSES_PATH",
     "ChatCompletionsASGI",
     "FeedbackRequest",
     "internal_error_reply",
@@ -46,6 +55,7 @@ __all__ = [
 ]
 
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 
 _MAX_REQUEST_ID = 128
 MAX_SUBJECT_CHARS = 256
@@ -132,7 +142,8 @@ _MAX_ACCEPTED = 256
 
 
 class ChatCompletionsASGI:
-    """``POST /v1/chat/completions`` as a raw ASGI callable (see the module docstring).
+    """``POST /v1/chat/completions`` (or, with ``path=RESPONSES_PATH``, ``POST /v1/responses``)
+    as a raw ASGI callable (see the module docstring).
 
     In order: request id, client key (401/403), ``x-gateway-subject`` length (400), body size
     (413, from ``content-length`` before reading, or as it is read), then the relay, watched
@@ -140,10 +151,23 @@ class ChatCompletionsASGI:
     in OpenAI's envelope, logged with its traceback.
     """
 
-    __slots__ = ("_accepted", "_keys", "_logger", "_max_body", "_override_keys", "_relay")
+    __slots__ = (
+        "_accepted",
+        "_handle",
+        "_keys",
+        "_logger",
+        "_max_body",
+        "_operation",
+        "_override_keys",
+        "_path",
+        "_relay",
+    )
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, path: str = CHAT_PATH) -> None:
         self._relay = gw.relay
+        self._path = path
+        self._handle = gw.relay.respond if path == RESPONSES_PATH else gw.relay.complete
+        self._operation = "responses" if path == RESPONSES_PATH else "chat"
         self._keys = gw.client_keys
         self._accepted: dict[bytes, str | None] = {}
         self._override_keys = gw.override_keys
@@ -177,7 +201,8 @@ class ChatCompletionsASGI:
                     )
             raw = await self._read_body(receive, length)
         except GatewayError as exc:
-            await send_reply(send, self._relay.reject(RequestRecord(request_id, started), exc))
+            rec = RequestRecord(request_id, started, operation=self._operation)
+            await send_reply(send, self._relay.reject(rec, exc))
             return
         if raw is None:  # the client left while sending its body
             return
@@ -187,9 +212,9 @@ class ChatCompletionsASGI:
         watch = DisconnectWatch(receive)
         try:
             try:
-                reply = await self._relay.complete(raw, ctx)
+                reply = await self._handle(raw, ctx)
             except Exception as exc:  # the one boundary for the unexpected: a 500, logged
-                reply = internal_error_reply(self._logger, CHAT_PATH, exc, request_id)
+                reply = internal_error_reply(self._logger, self._path, exc, request_id)
             await send_reply(send, reply, watch)
         except asyncio.CancelledError:
             if watch.absorbed():  # the relay recorded the 499; nobody is left to answer
@@ -252,8 +277,9 @@ def openai_handlers(gw: Any) -> list[Any]:
     keys = gw.client_keys
     override_keys = gw.override_keys
 
-    @post("/v1/chat/completions", status_code=200, include_in_schema=False)
-    async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+    async def relayed(
+        request: Request[Any, Any, Any], handle: Any, operation: str
+    ) -> Response[Any]:
         started = perf_counter()
         headers = request.headers
         ctx = CallContext(new_request_id(headers.get("x-request-id")), started)
@@ -274,13 +300,22 @@ def openai_handlers(gw: Any) -> list[Any]:
                     ) from None
                 raise
         except GatewayError as exc:
-            return to_response(relay.reject(RequestRecord(ctx.request_id, started), exc))
+            rec = RequestRecord(ctx.request_id, started, operation=operation)
+            return to_response(relay.reject(rec, exc))
         ctx.may_override = ctx.key_name in override_keys
         ctx.forced_variant = headers.get("x-gateway-variant")
-        reply = await until_disconnected(request.receive, relay.complete(raw, ctx))
+        reply = await until_disconnected(request.receive, handle(raw, ctx))
         if reply is None:  # the relay recorded the 499; nobody is left to send it to
             return Response(b"", status_code=CLIENT_CLOSED_REQUEST)
         return to_response(reply)
+
+    @post(CHAT_PATH, status_code=200, include_in_schema=False)
+    async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await relayed(request, relay.complete, "chat")
+
+    @post(RESPONSES_PATH, status_code=200, include_in_schema=False)
+    async def responses(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await relayed(request, relay.respond, "responses")
 
     @get("/v1/models", include_in_schema=False)
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -293,21 +328,37 @@ def openai_handlers(gw: Any) -> list[Any]:
             models_body, headers={"x-request-id": request_id}, media_type="application/json"
         )
 
+    @get("/v1/models/{model_id:path}", include_in_schema=False)
+    async def retrieve_model(
+        request: Request[Any, Any, Any], model_id: FromPath[str]
+    ) -> Response[Any]:
+        request_id = new_request_id(request.headers.get("x-request-id"))
+        try:
+            keys.authenticate(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return to_response(relay.reject(RequestRecord(request_id, perf_counter()), exc))
+        name = model_id.removeprefix("/")  # a path parameter keeps its leading slash
+        body = model_bodies.get(name)
+        if body is None:
+            missing = ModelNotFoundError(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                param="model",
+            )
+            return to_response(error_reply(missing, request_id))
+        return Response(body, headers={"x-request-id": request_id}, media_type="application/json")
+
     created = int(time.time())
-    models_body = msgspec.json.encode(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "gateway-passthrough" if route.passthrough else "gateway",
-                }
-                for name, route in gw.config.routes.items()
-            ],
+    models = {
+        name: {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "gateway-passthrough" if route.passthrough else "gateway",
         }
-    )
+        for name, route in gw.config.routes.items()
+    }
+    models_body = msgspec.json.encode({"object": "list", "data": list(models.values())})
+    model_bodies = {name: msgspec.json.encode(model) for name, model in models.items()}
 
     @post("/v1/feedback", status_code=200, include_in_schema=False)
     async def feedback(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -332,7 +383,7 @@ def openai_handlers(gw: Any) -> list[Any]:
             media_type="application/json",
         )
 
-    return [chat_completions, list_models, feedback]
+    return [chat_completions, responses, list_models, retrieve_model, feedback]
 
 
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -232,7 +232,7 @@ class GuardRunner:
                     metrics.guard_failure_ratio.labels(route, role).set(failed / n)
                     self._route_gauges.add(key)
                 elif key in self._route_gauges:
-                    metrics.guard_failure_ratio.remove(route, role)
+                    metrics.forget_guard_failure_ratio(route, role)
                     self._route_gauges.discard(key)
             total = counts.cand_n + counts.fb_n
             if total:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Route, Variant
+from gateway.errors import GatewayError
 from gateway.quality.answer import answer_from_message
 from gateway.relay.body import parse_chat_request
 from gateway.relay.operation import Answer, Head
@@ -62,6 +63,9 @@ class ChatOperation:
             judged,
             view.model,
         )
+
+    def explain(self, exc: GatewayError) -> GatewayError:
+        return exc
 
     def stream(
         self,

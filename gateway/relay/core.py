@@ -1,7 +1,9 @@
 """The relay: one request from the client's body to the upstream and back, for any
 :class:`~gateway.relay.operation.Operation`.
 
-Per request: the operation parses the body; the route is looked up by the body's ``model``;
+Operations: chat completions (:meth:`Relay.complete`) and the Responses API
+(:meth:`Relay.respond`). Per request: the operation parses the body; the route is looked up
+by the body's ``model``;
 :func:`gateway.routing.plan.plan_request` decides the variant (pure); :class:`Attempts` calls
 the upstream and fails over; a unary answer is judged by the route's contract
 (:meth:`Relay.judge`, the one place answers are judged) and may be replaced by the fallback's
@@ -27,6 +29,7 @@ from gateway.relay.attempts import Attempts
 from gateway.relay.chat import CHAT
 from gateway.relay.operation import Answer, Head, Operation
 from gateway.relay.reply import CLIENT_CLOSED_REQUEST, CallContext, Headers, Reply, error_reply
+from gateway.relay.responses import ResponsesOperation
 from gateway.relay.stream import StreamMachine, relay_stream
 from gateway.routing import Decision, FlagSource
 from gateway.routing.plan import (
@@ -70,6 +73,7 @@ class Relay:
         self._log_payloads = log_payloads
         self._clock = clock
         self._attempts = Attempts(upstreams, quality, telemetry, clock)
+        self._responses = ResponsesOperation(config)
         self._routing_headers: dict[tuple[str, str, str], tuple[tuple[bytes, bytes], ...]] = {}
         self._response_models = {
             name: encode_model(name)
@@ -156,6 +160,10 @@ class Relay:
         """Answer one ``POST /v1/chat/completions`` body (see :meth:`handle`)."""
         return await self.handle(CHAT, raw, ctx)
 
+    async def respond(self, raw: bytes, ctx: CallContext) -> Reply:
+        """Answer one ``POST /v1/responses`` body (see :meth:`handle`)."""
+        return await self.handle(self._responses, raw, ctx)
+
     async def handle(self, op: Operation, raw: bytes, ctx: CallContext) -> Reply:
         """Answer one request body of ``op``. Never raises a :class:`GatewayError`: it becomes
         the reply."""
@@ -183,7 +191,7 @@ class Relay:
                 return reply
             return await self._unary(op, plan, body, rec, ctx)
         except GatewayError as exc:
-            return self.reject(rec, exc)
+            return self.reject(rec, op.explain(exc))
         except asyncio.CancelledError:
             # The client hung up before its answer (unary) or its first event (stream): the
             # upstream call is cancelled with us.

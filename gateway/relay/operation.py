@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config import Route, Variant
+from gateway.errors import GatewayError
 from gateway.quality.answer import Answer as Judged
 from gateway.routing.payload import Payload
 
@@ -94,6 +95,10 @@ class Operation(Protocol):
 
     def answer(self, content: bytes) -> Answer:
         """Read a unary answer. Raises ``msgspec.DecodeError`` on a body that is not one."""
+        ...
+
+    def explain(self, exc: GatewayError) -> GatewayError:
+        """The error the client gets for ``exc`` (an operation may say more about it)."""
         ...
 
     def stream(

@@ -131,10 +131,9 @@ class StreamMachine:
         return Answer(b"", self.text())
 
     def _content(self, text: str) -> None:
-        """Answer text arrived: the first is the time to first token."""
-        rec = self.rec
-        if rec.ttft_seconds is None:
-            rec.ttft_seconds = self.clock() - rec.started
+        """Answer text arrived: the first is the time to first token, each later one a time per
+        output chunk."""
+        self.rec.content_chunk(self.clock())
         self.parts.append(text)
 
 

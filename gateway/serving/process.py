@@ -14,7 +14,10 @@ Two guarantees on top of ``uvicorn.run``:
   :data:`SHUTDOWN_MARGIN_S` seconds later, it exits with status 1.
 
 The socket is bound the same way with several workers (uvicorn's supervisor then starts them);
-the watchdog is not installed in worker processes (uvicorn builds those servers itself). The
+the watchdog is not installed in worker processes (uvicorn builds those servers itself). Before
+several workers start, their metrics directory is prepared and named in
+``PROMETHEUS_MULTIPROC_DIR`` (:mod:`gateway.telemetry.multiproc`), so that every scrape counts
+every worker; a directory made here is removed when the supervisor exits. The
 HTTP protocol is :class:`~gateway.serving.http_protocol.LimitedHttpToolsProtocol`: httptools with
 bounds on request-head size and time.
 """
@@ -22,6 +25,7 @@ bounds on request-head size and time.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.serving.http_protocol import HeadLimits
 from gateway.settings import Settings
+from gateway.telemetry import multiproc
 
 __all__ = ["SHUTDOWN_MARGIN_S", "ServerConfig", "run_server"]
 
@@ -108,7 +113,13 @@ def run_server(settings: Settings, **uvicorn_options: Any) -> int:
     except SystemExit:  # uvicorn logged why (e.g. address already in use); nothing started
         return EXIT_FORCED
     if settings.workers > 1:  # as uvicorn.run does: a supervisor and worker processes
-        Multiprocess(config, sockets=[sock]).run()
+        directory, made_here = multiproc.prepare(os.environ.get(multiproc.ENV))
+        os.environ[multiproc.ENV] = str(directory)  # the spawned workers inherit it
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            if made_here:
+                shutil.rmtree(directory, ignore_errors=True)
         return 0
     server = _Server(config, settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
     server.run(sockets=[sock])

@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.config import Variant
 from gateway.errors import PoolExhaustedError, UpstreamError, UpstreamEventTooLargeError
-from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics
+from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each
 
 __all__ = ["RequestRecord", "Telemetry"]
 
@@ -40,6 +40,10 @@ class RequestRecord:
     upstream_seconds: float = 0.0
     attempt_seconds: float = 0.0
     ttft_seconds: float | None = None
+    last_chunk_at: float | None = None
+    """When the latest content chunk of a stream arrived (see :meth:`content_chunk`)."""
+    chunk_gaps: list[float] | None = None
+    """Seconds between consecutive content chunks, one per chunk after the first."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -62,6 +66,19 @@ class RequestRecord:
         """Count time spent waiting on the answering upstream (e.g. for a stream's next chunk)."""
         self.upstream_seconds += seconds
         self.attempt_seconds += seconds
+
+    def content_chunk(self, now: float) -> None:
+        """A stream's content chunk arrived at ``now`` (``perf_counter`` seconds): the first
+        sets ``ttft_seconds``, each later one adds its gap since the previous one to
+        ``chunk_gaps`` (``gen_ai.client.operation.time_per_output_chunk``)."""
+        last = self.last_chunk_at
+        if last is None:
+            self.ttft_seconds = now - self.started
+        elif self.chunk_gaps is None:
+            self.chunk_gaps = [now - last]
+        else:
+            self.chunk_gaps.append(now - last)
+        self.last_chunk_at = now
 
     def overhead_seconds(self, now: float | None = None) -> float:
         """Gateway time so far: elapsed minus upstream time, never negative."""
@@ -107,6 +124,21 @@ class Telemetry:
                 vm.output_tokens.inc(rec.output_tokens)
             if rec.cost_usd:
                 vm.cost.inc(rec.cost_usd)
+            ga = vm.gen_ai.get(rec.operation)
+            if ga is None:
+                ga = m.gen_ai_for(vm, rec.operation)
+            if rec.status < 400:
+                ga.duration.observe(total)
+            else:
+                m.gen_ai_failed(ga, rec.status).observe(total)
+            if rec.input_tokens:
+                ga.input_tokens.observe(rec.input_tokens)
+            if rec.output_tokens:
+                ga.output_tokens.observe(rec.output_tokens)
+            if rec.stream and rec.ttft_seconds is not None:  # streams only, as the convention
+                ga.first_chunk.observe(rec.ttft_seconds)
+            if rec.chunk_gaps is not None:
+                observe_each(ga.per_chunk, rec.chunk_gaps)
         extra: dict[str, Any] | None = None  # the rare fields, only when there are some
         if rec.failover_reason or rec.error_code or rec.client_disconnected:
             extra = {}

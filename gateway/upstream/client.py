@@ -72,6 +72,7 @@ class UpstreamClient:
     """One upstream: its pooled transport and its credentials (never the client's)."""
 
     __slots__ = (
+        "_base_url",
         "_headers",
         "_redactor",
         "_slots",
@@ -137,7 +138,8 @@ class UpstreamClient:
         ``base_url``, e.g. ``/responses``) and read the answer in full, within ``deadline_s``.
 
         ``stream`` must be false (kept for callers that say so; streams use
-        :meth:`open_stream`).
+        :meth:`open_stream`). ``path`` posts to another endpoint under the upstream's
+        ``base_url`` instead (e.g. ``/embeddings``), with the same slots, deadline and errors.
 
         Raises:
             PoolExhaustedError: no free connection within ``pool_timeout_s`` (before the
@@ -178,7 +180,7 @@ class UpstreamClient:
         its first data event, within ``deadline_s``; ``check_first`` judges that event (see
         :mod:`gateway.upstream.stream_start`). The caller must
         :meth:`~gateway.upstream.stream_start.OpenedStream.aclose` the result (which gives the
-        connection slot back).
+        connection slot back). ``path``: as for :meth:`send` (e.g. ``/completions``).
 
         Raises:
             UpstreamProtocolError: 2xx but not a valid event stream (failover ``invalid_response``).

@@ -106,6 +106,60 @@ def test_dashboard_has_route_and_variant_variables(dashboard: dict[str, Any]) ->
                 assert '$variant"' in target["expr"], target
 
 
+def test_dashboard_scopes_every_query_by_cluster_namespace_and_job(
+    dashboard: dict[str, Any],
+) -> None:
+    variables = [v["name"] for v in dashboard["templating"]["list"]]
+    assert variables[:4] == ["datasource", "cluster", "namespace", "job"]
+    for name in ("cluster", "namespace", "job", "route"):
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == name]
+        assert variable["includeAll"], name
+        assert variable["allValue"] == ".*", name  # also matches series without the label
+    scope = 'cluster=~"$cluster", namespace=~"$namespace", job=~"$job"'
+    for where, expr in _queries(dashboard):
+        if where in ("variable 'cluster'",):
+            continue
+        exported = exported_metrics().series_names
+        selectors = [
+            selector
+            for name, selector in re.findall(r"\b((?:gateway|gen_ai)_\w+)(\{[^}]*\})?", expr)
+            if name in exported  # not a label name such as gen_ai_request_model
+        ]
+        assert selectors, where
+        for selector in selectors:
+            if where == "variable 'namespace'":
+                assert selector == '{cluster=~"$cluster"}', where
+            elif where == "variable 'job'":
+                assert selector == '{cluster=~"$cluster", namespace=~"$namespace"}', where
+            else:
+                assert selector.startswith("{" + scope), (where, expr)
+
+
+def test_dashboard_shows_the_gen_ai_shadow_feedback_and_guard_metrics(
+    dashboard: dict[str, Any],
+) -> None:
+    text = "\n".join(expr for _, expr in _queries(dashboard))
+    for metric in (
+        "gen_ai_client_operation_duration_seconds_bucket",
+        "gen_ai_client_operation_duration_seconds_count",
+        "gen_ai_client_token_usage_bucket",
+        "gen_ai_client_operation_time_to_first_chunk_seconds_bucket",
+        "gen_ai_client_operation_time_per_output_chunk_seconds_bucket",
+        "gateway_shadow_comparisons_total",
+        "gateway_feedback_total",
+        "gateway_guard_failure_ratio",
+        "gateway_guard_ceiling",
+        "gateway_route_failure_ratio",
+        "gateway_guard_outcomes",
+        "gateway_guard_pending_rollbacks",
+        "gateway_guard_evidence_up",
+    ):
+        assert metric in text, metric
+    titles = " | ".join(p["title"].lower() for p in _panels(dashboard))
+    for needed in ("shadow agreement", "feedback", "error_type", "time per output chunk"):
+        assert needed in titles, needed
+
+
 def test_every_dashboard_query_parses_and_names_an_exported_metric(
     dashboard: dict[str, Any],
 ) -> None:

@@ -374,7 +374,7 @@ def test_new_route_and_variant_options_default_to_route_model_and_enforced_param
     cfg = load_config(config_dir / "gateway.yaml")
     assert cfg.routes[ROUTE].response_model == "route"
     assert {v.params_mode for v in cfg.routes[ROUTE].variants.values()} == {"enforce"}
-    assert [r.response_model for r in cfg.routes.values() if r.passthrough] in ([], ["upstream"])
+    assert {r.response_model for r in cfg.routes.values() if r.passthrough} <= {"upstream"}
 
     data = demo(config_dir)
     route(data)["response_model"] = "upstream"

@@ -259,7 +259,7 @@ def documented_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     rows = {}
     for line in API_DOC.read_text(encoding="utf-8").splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and re.fullmatch(r"`gateway_\w+`", cells[0]):
+        if len(cells) >= 3 and re.fullmatch(r"`(gateway|gen_ai)_\w+`", cells[0]):
             names = tuple(label.strip() for label in cells[2].split(",") if label.strip())
             rows[cells[0].strip("`")] = (cells[1], names)
     return rows

@@ -4,6 +4,9 @@ Endpoints (``/v1/*`` require ``Authorization: Bearer <api_key>`` when the config
 others never do, they are for tests and demos on a trusted machine):
 
 * ``POST /v1/chat/completions``: see ``gateway.tools.simulator.chat``.
+* ``POST /v1/embeddings``, ``POST /v1/completions``: see ``gateway.tools.simulator.embeddings``
+  and ``gateway.tools.simulator.completions``.
+* ``POST /v1/responses``: see ``gateway.tools.simulator.responses_api``.
 * ``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model", "created",
   "owned_by": "simulator"}]}`` for the configured models (and any given a runtime behaviour).
 * ``GET /healthz``: ``{"status": "ok"}``.
@@ -34,10 +37,13 @@ from litestar.params import FromPath
 from gateway.tools.simulator import responses
 from gateway.tools.simulator.behaviour import SimulatorConfig, SimulatorConfigError
 from gateway.tools.simulator.chat import authorized, chat_completions, simulator_state
+from gateway.tools.simulator.completions import completions
+from gateway.tools.simulator.embeddings import embeddings
 from gateway.tools.simulator.files import FileStore, create_file, file_content, retrieve_file
 from gateway.tools.simulator.finetune import FineTuneStore
 from gateway.tools.simulator.finetune_api import finetune_handlers
 from gateway.tools.simulator.finetune_plan import settings_from_environment
+from gateway.tools.simulator.responses_api import create_response
 from gateway.tools.simulator.state import SimulatorState
 
 __all__ = ["create_simulator_app"]
@@ -136,6 +142,9 @@ def create_simulator_app(config: SimulatorConfig) -> Litestar:
     return Litestar(
         route_handlers=[
             chat_completions,
+            embeddings,
+            completions,
+            create_response,
             list_models,
             healthz,
             get_behaviours,
