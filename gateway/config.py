@@ -20,6 +20,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,6 +36,7 @@ __all__ = [
     "Route",
     "RoutesFile",
     "ShadowConfig",
+    "ToolCallsConfig",
     "UpstreamConfig",
     "Variant",
     "VariantConfig",
@@ -96,6 +98,11 @@ class VariantConfig(_Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Request fields set on every call (temperature...)."
     )
+    params_mode: Literal["enforce", "default"] = Field(
+        "enforce",
+        description="enforce: params replace the client's values (reported in "
+        "x-gateway-overridden); default: params fill only fields the client did not send.",
+    )
 
 
 class FlagConfig(_Strict):
@@ -104,6 +111,15 @@ class FlagConfig(_Strict):
     enabled: bool = True
     weight: int = Field(0, ge=0, le=MAX_WEIGHT, description="Thousandths of a percent.")
     salt: str | None = Field(None, description="Bucketing salt; default: the route name.")
+
+
+class ToolCallsConfig(_Strict):
+    """Which functions a route's answers may call and what their arguments must look like."""
+
+    allowed: dict[str, dict[str, Any] | None] = Field(
+        description="Function name -> JSON Schema of its arguments, or null for any JSON "
+        "object. An empty mapping allows no tool call at all."
+    )
 
 
 class ContractConfig(_Strict):
@@ -116,6 +132,7 @@ class ContractConfig(_Strict):
     regex: str | None = None
     max_length: int | None = Field(None, gt=0)
     non_empty: bool = True
+    tool_calls: ToolCallsConfig | None = None
 
 
 class GuardConfig(_Strict):
@@ -209,6 +226,11 @@ class RouteConfig(_Strict):
         "record", description="fallback: answer from the fallback when a check fails"
     )
     shadow: ShadowConfig | None = None
+    response_model: Literal["route", "upstream"] = Field(
+        "route",
+        description="The answer's `model`: the route name (hides the variant's model id) or "
+        "the upstream's own model id.",
+    )
     ramp: RampConfig | None = None
 
 
@@ -249,6 +271,7 @@ class Variant:
     input_usd_per_token: float
     output_usd_per_token: float
     priced: bool
+    params_mode: Literal["enforce", "default"] = "enforce"
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         """Cost in USD of one call with these token counts."""
@@ -272,6 +295,7 @@ class Route:
     passthrough: bool = False
     on_violation: Literal["record", "fallback"] = "record"
     shadow: ShadowConfig | None = None
+    response_model: Literal["route", "upstream"] = "route"
     ramp: RampConfig | None = None
 
 
@@ -515,6 +539,8 @@ def _resolve(
             _check_ramp(where, rc, problems)
         if rc.contract and rc.contract.labels is not None and not rc.contract.labels:
             problems.append(f"{where}.contract.labels: empty list (list the allowed labels)")
+        if rc.contract is not None:
+            _check_schemas(rc.contract, f"{where}.contract", problems)
         routes[name] = Route(
             name=name,
             variants=variants,
@@ -528,6 +554,7 @@ def _resolve(
             description=rc.description,
             on_violation=rc.on_violation,
             shadow=rc.shadow,
+            response_model=rc.response_model,
             ramp=rc.ramp,
         )
     for upstream, models in parsed.passthrough.items():
@@ -566,6 +593,7 @@ def _resolve(
                 failover_on=frozenset(),
                 system_prompt_mode="replace",
                 passthrough=True,
+                response_model="upstream",
             )
     return routes
 
@@ -635,7 +663,28 @@ def _resolve_variant(
         input_usd_per_token=price.input / 1e6 if price else 0.0,
         output_usd_per_token=price.output / 1e6 if price else 0.0,
         priced=price is not None,
+        params_mode=vc.params_mode,
     )
+
+
+def _check_schemas(contract: ContractConfig, where: str, problems: list[str]) -> None:
+    """Every JSON Schema of a contract must be a valid schema of its draft (jsonschema's
+    ``check_schema``), so a typo fails at load, not as a failed check on every answer."""
+    schemas: list[tuple[str, dict[str, Any]]] = []
+    if contract.json_schema is not None:
+        schemas.append(("json_schema", contract.json_schema))
+    if contract.tool_calls is not None:
+        for name, schema in contract.tool_calls.allowed.items():
+            if schema is not None:
+                schemas.append((f"tool_calls.allowed.{name}", schema))
+    for key, schema in schemas:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            path = ".".join(str(p) for p in exc.absolute_path)
+            at = f" at {path}" if path else ""
+            problems.append(f"{where}.{key}: not a valid JSON Schema{at}: {exc.message}")
 
 
 def _read_few_shot(file: Path, where: str, problems: list[str]) -> tuple[dict[str, str], ...]:

@@ -1,7 +1,8 @@
 """Quality in the request path: check each answer against its route's contract, count the
 outcome for the guard, and remember the request for late feedback.
 
-The relay calls :meth:`QualityMonitor.judge` with an answer's text and
+The relay calls :meth:`QualityMonitor.judge` with an answer (its text, tool calls and refusal,
+:class:`~gateway.quality.answer.Answer`) and
 :meth:`QualityMonitor.settle` once per request when it is finished; the guard itself is pure
 (:mod:`gateway.quality.guard`) and decides on its own ticks.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.config import GatewayConfig, Route
+from gateway.quality.answer import Answer
 from gateway.quality.contract import Contract
 from gateway.quality.feedback import Attribution, RecentRequests
 from gateway.quality.guard import Guard
@@ -53,14 +55,15 @@ class QualityMonitor:
             if route.guard is not None and route.guard.latency_slo_s is not None
         }
 
-    def judge(self, route: str, variant: str, text: str | None) -> list[str]:
-        """Run the route's checks on one answer; count them; return the names that failed."""
+    def judge(self, route: str, variant: str, answer: Answer | str | None) -> list[str]:
+        """Run the route's checks that apply to one answer (``None``: no answer); count them;
+        return the names that failed."""
         contract = self.contracts.get(route)
         if contract is None:
             return []
         failed = []
         children = self._check_children
-        for result in contract.check(text):
+        for result in contract.check(answer):
             children[(route, variant, result.check, result.passed)].inc()
             if not result.passed:
                 failed.append(result.check)

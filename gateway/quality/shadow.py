@@ -22,6 +22,8 @@ import msgspec
 
 from gateway.config import Route, Variant
 from gateway.errors import UpstreamError
+from gateway.quality.answer import Answer, answer_from_message
+from gateway.quality.contract import Contract
 from gateway.quality.monitor import QualityMonitor
 from gateway.routing.payload import build_payload
 from gateway.telemetry import Metrics
@@ -30,6 +32,8 @@ from gateway.upstream import UpstreamPool, decode_completion
 
 __all__ = ["ShadowRunner"]
 
+_NO_CONTRACT = Contract(None)
+"""Without a contract, answers agree when they are the same text and tool calls."""
 _TRIP_AFTER = 3
 _PAUSE_S = 10.0
 
@@ -80,7 +84,7 @@ class ShadowRunner:
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
-        served: str | None,
+        served: Answer | str | None,
         rollout_id: str,
         request_id: str,
         *,
@@ -113,7 +117,7 @@ class ShadowRunner:
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
-        served: str | None,
+        served: Answer | str | None,
         rollout_id: str,
         request_id: str,
         state: _RouteShadow,
@@ -152,17 +156,17 @@ class ShadowRunner:
                     input_tokens=None if usage is None else usage.prompt_tokens,
                     output_tokens=None if usage is None else usage.completion_tokens,
                 )
-            text = None
-            if view is not None and view.choices and view.choices[0].message is not None:
-                text = view.choices[0].message.content
+            answer = None
+            if view is not None and view.choices:
+                answer = answer_from_message(view.choices[0].message)
             failed = (
-                view is None or bool(self._monitor.judge(route.name, candidate.name, text)) or slow
+                view is None
+                or bool(self._monitor.judge(route.name, candidate.name, answer))
+                or slow
             )
             state.errors_in_a_row = 0
-            contract = self._monitor.contracts.get(route.name)
-            agreed = (contract.agree(text, served) if contract else text == served) and (
-                text is not None
-            )
+            contract = self._monitor.contracts.get(route.name) or _NO_CONTRACT
+            agreed = contract.agree(answer, served)
             state.children["agree" if agreed else "disagree"].inc()
             self._monitor.guard.observe(route.name, rollout_id, "candidate", failed)
             self._monitor.guard.observe_shadow(route.name, rollout_id, agreed)

@@ -37,7 +37,8 @@ __all__ = ["Attempt", "Attempts", "answered_by"]
 @dataclass(slots=True)
 class Attempt:
     """The attempt that answered: its variant and decision, then the unary ``answer`` or the
-    ``opened`` stream (first event read and checked)."""
+    ``opened`` stream (first event read and checked), and the client's fields its payload
+    changed (``overridden``)."""
 
     variant: Variant
     decision: Decision
@@ -45,6 +46,7 @@ class Attempt:
     opened: OpenedStream | None = None
     span: Any = None
     """A stream's client span, still open (tracing on); the stream's end ends it."""
+    overridden: tuple[str, ...] = ()
 
 
 def answered_by(rec: RequestRecord, route: Route, variant: Variant, decision: Decision) -> None:
@@ -131,7 +133,8 @@ class Attempts:
         """
         clock, tracing = self._clock, self._tracing
         while True:
-            payload = op.payload(route, variant, body, stream)
+            built = op.payload(route, variant, body, stream)
+            payload, overridden = (built, ()) if isinstance(built, bytes) else built
             span: Any = None
             sent = trace_headers
             if tracing is not None:
@@ -192,5 +195,5 @@ class Attempts:
                         input_tokens=result.input_tokens,
                         output_tokens=result.output_tokens,
                     )
-                return Attempt(variant, decision, answer=result)
-            return Attempt(variant, decision, opened=result, span=span)
+                return Attempt(variant, decision, answer=result, overridden=overridden)
+            return Attempt(variant, decision, opened=result, overridden=overridden, span=span)

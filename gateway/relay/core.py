@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig, Route, Variant
 from gateway.errors import GatewayError, ModelNotFoundError
+from gateway.quality.answer import Answer as Judged
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.shadow import ShadowRunner
 from gateway.relay.attempts import Attempts
@@ -38,6 +39,7 @@ from gateway.routing.plan import (
     plan_request,
     retry_on_violation,
 )
+from gateway.routing.response_model import encode_model, replace_model
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.telemetry.tracing import Tracing
 from gateway.upstream import UpstreamPool
@@ -78,6 +80,13 @@ class Relay:
         self._attempts = Attempts(upstreams, quality, telemetry, clock, tracing)
         self._responses = ResponsesOperation(config)
         self._routing_headers: dict[tuple[str, str, str], tuple[tuple[bytes, bytes], ...]] = {}
+        self._response_models = {
+            name: encode_model(name)
+            for name, route in config.routes.items()
+            if route.response_model == "route" and not route.passthrough
+        }
+        """Route name -> the name as a JSON string, for routes whose answers carry it as their
+        ``model`` (``response_model: route``)."""
 
     # --- the ends of every request ---------------------------------------------------------
 
@@ -106,12 +115,21 @@ class Relay:
 
     def judge(self, variant: Variant, answer: Answer) -> list[str]:
         """The one place an answer is judged by its route's contract: the checks that failed
-        (counted per check in ``gateway_quality_checks_total``)."""
-        return self._quality.judge(variant.route, variant.name, answer.text)
+        (counted per check in ``gateway_quality_checks_total``): its text, tool calls and
+        refusal when the operation read them (``judged``), else its text."""
+        judged = answer.judged if answer.judged is not None else answer.text
+        return self._quality.judge(variant.route, variant.name, judged)
 
-    def headers(self, rec: RequestRecord, variant: Variant, decision: Decision) -> Headers:
+    def headers(
+        self,
+        rec: RequestRecord,
+        variant: Variant,
+        decision: Decision,
+        overridden: tuple[str, ...] = (),
+    ) -> Headers:
         """x-request-id and the x-gateway-* headers; the routing ones encoded once per
-        (route, variant, decision reason)."""
+        (route, variant, decision reason); ``x-gateway-overridden`` when the gateway changed
+        some of the client's fields (``overridden``)."""
         key = (variant.route, variant.name, decision.reason)
         routing = self._routing_headers.get(key)
         if routing is None:
@@ -121,11 +139,14 @@ class Relay:
                 (b"x-gateway-decision", decision.reason.encode("latin-1")),
             )
         overhead = rec.overhead_seconds(self._clock()) * 1000
-        return [
+        headers = [
             (b"x-request-id", rec.request_id.encode("latin-1")),
             *routing,
             (b"x-gateway-overhead-ms", b"%.3f" % overhead),
         ]
+        if overridden:
+            headers.append((b"x-gateway-overridden", ",".join(overridden).encode("latin-1")))
+        return headers
 
     def plan(self, route: Route, head: Head, ctx: CallContext) -> Plan:
         """The request's plan (:func:`~gateway.routing.plan.plan_request`) under the route's
@@ -238,11 +259,16 @@ class Relay:
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
         rec.priced = variant.priced
         rec.completion = answer.text
-        headers = self.headers(rec, variant, decision)
+        headers = self.headers(rec, variant, decision, attempt.overridden)
         self.finish(rec)
         if decision.reason == "shadow":
-            self._offer_shadow(op, route, body, answer.text, rec, ctx.trace_headers)
-        return Reply(200, headers, answer.content)
+            served = answer.judged if answer.judged is not None else answer.text
+            self._offer_shadow(op, route, body, served, rec, ctx.trace_headers)
+        content = answer.content
+        model = self._response_models.get(route.name)
+        if model is not None:
+            content = replace_model(content, answer.model, model)
+        return Reply(200, headers, content)
 
     async def _open_stream(
         self,
@@ -267,9 +293,12 @@ class Relay:
         variant, opened = attempt.variant, attempt.opened
         assert opened is not None
         rec.priced = variant.priced
-        headers = self.headers(rec, variant, attempt.decision)
+        headers = self.headers(rec, variant, attempt.decision, attempt.overridden)
         headers += _SSE_HEADERS
         machine = op.stream(rec, variant, head, self._upstreams.redactor, self._clock)
+        model = self._response_models.get(plan.route.name)
+        if model is not None:
+            machine.show_model(model)
 
         span = attempt.span
 
@@ -301,17 +330,19 @@ class Relay:
                 counted = rec.input_tokens or rec.output_tokens
                 Tracing.succeeded(
                     span,
-                    response_model=machine.model,
+                    response_model=machine.answered_model,
                     input_tokens=rec.input_tokens if counted else None,
                     output_tokens=rec.output_tokens if counted else None,
                 )
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
         rec.completion = machine.text()
         if rec.status == 200:
-            rec.checks_failed = self.judge(variant, machine.answer()) or None
+            answer = machine.answer()
+            rec.checks_failed = self.judge(variant, answer) or None
             if rec.decision == "shadow":
+                served = answer.judged if answer.judged is not None else answer.text
                 route = self._routes[variant.route]
-                self._offer_shadow(op, route, body, rec.completion, rec, trace_headers)
+                self._offer_shadow(op, route, body, served, rec, trace_headers)
         self._telemetry.leave(variant.route)
         self.finish(rec)
 
@@ -320,7 +351,7 @@ class Relay:
         op: Operation,
         route: Route,
         body: dict[str, Any],
-        served: str | None,
+        served: Judged | str | None,
         rec: RequestRecord,
         trace_headers: dict[str, str] | None = None,
     ) -> None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config import Route, Variant
 from gateway.errors import GatewayError
+from gateway.quality.answer import Answer as Judged
+from gateway.routing.payload import Payload
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,9 +32,12 @@ __all__ = ["Answer", "Head", "Operation"]
 class Answer:
     """An upstream's unary answer as the relay judges and accounts it.
 
-    ``content`` is the upstream's body (relayed unchanged); ``text`` the answer's text for the
-    contract (``None``: none); ``input_tokens``/``output_tokens`` the usage it reported
-    (``None``: it reported none); ``view`` the operation's decoded view of the body.
+    ``content`` is the upstream's body (relayed unchanged but for its ``model``, see
+    ``model``); ``text`` the answer's text (``None``: none); ``input_tokens``/``output_tokens``
+    the usage it reported (``None``: it reported none); ``view`` the operation's decoded view
+    of the body; ``judged`` the answer as the contract judges it, with its tool calls
+    (``None``: judge ``text``); ``model`` the upstream's top-level ``model`` as decoded
+    (``None``: unknown; the route's ``response_model: route`` replaces it in ``content``).
     """
 
     content: bytes
@@ -40,6 +45,8 @@ class Answer:
     input_tokens: int | None = None
     output_tokens: int | None = None
     view: Any = None
+    judged: Judged | None = None
+    model: str | None = None
 
 
 class Head(Protocol):
@@ -79,8 +86,11 @@ class Operation(Protocol):
         UpstreamProtocolError (the stream fails over like an invalid unary answer)."""
         ...
 
-    def payload(self, route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> bytes:
-        """The JSON body to POST to ``variant``'s upstream."""
+    def payload(
+        self, route: Route, variant: Variant, body: dict[str, Any], stream: bool
+    ) -> bytes | Payload:
+        """The JSON body to POST to ``variant``'s upstream, alone or with the client's fields
+        it changed (:data:`~gateway.routing.payload.Payload`, for ``x-gateway-overridden``)."""
         ...
 
     def answer(self, content: bytes) -> Answer:

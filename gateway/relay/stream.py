@@ -28,8 +28,10 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
+from gateway.quality.answer import AnswerAssembler
 from gateway.relay.operation import Answer
 from gateway.relay.reply import CLIENT_CLOSED_REQUEST
+from gateway.routing.response_model import StreamModel
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.upstream import decode_chunk, sse_error_event, translate_transport_error
 from gateway.upstream.redact import Redactor
@@ -53,6 +55,7 @@ class StreamMachine:
     """
 
     __slots__ = (
+        "answered_model",
         "clock",
         "done",
         "failed",
@@ -80,8 +83,15 @@ class StreamMachine:
         self.relayed_error = False
         """The upstream's own error event was relayed (redacted): no second one is added."""
         self.parts: list[str] = []
-        self.model: str | None = None
-        """The model the upstream says answered (the first event that names one)."""
+        self.model: StreamModel | None = None
+        """Set by :meth:`show_model`: the model the client sees in each event."""
+        self.answered_model: str | None = None
+        """The model the upstream says answered (the first event that names one): traces."""
+
+    def show_model(self, model: bytes) -> None:
+        """Events go to the client with ``model`` (a JSON string, the route's name) as their
+        top-level ``model`` (the route's ``response_model: route``)."""
+        self.model = StreamModel(model)
 
     def feed(self, events: list[bytes]) -> bytes:
         """Client bytes for ``events`` (see the class docstring)."""
@@ -133,7 +143,9 @@ class StreamMachine:
 class ChatStream(StreamMachine):
     """A chat completion stream: ``data:`` chunks, then ``data: [DONE]``.
 
-    Chunks are relayed unchanged; index 0's content deltas are the answer's text; the usage
+    Chunks are relayed unchanged but for their ``model`` (:meth:`StreamMachine.show_model`);
+    index 0's deltas are the answer: content pieces its text, tool call pieces its tool calls
+    (assembled by index) and refusal pieces its refusal; the usage
     chunk (the gateway always asks for it) sets the tokens and is relayed only if the client
     asked for it (``stream_options.include_usage``). An ``error`` chunk is relayed with
     secrets redacted and ends the stream (``upstream_stream_error``); a chunk that is not a
@@ -141,7 +153,7 @@ class ChatStream(StreamMachine):
     (complete; anything after it is dropped).
     """
 
-    __slots__ = ("wants_usage",)
+    __slots__ = ("assembler", "wants_usage")
 
     def __init__(
         self,
@@ -154,6 +166,7 @@ class ChatStream(StreamMachine):
     ) -> None:
         super().__init__(rec, upstream, redactor, clock)
         self.wants_usage = wants_usage
+        self.assembler = AnswerAssembler()
 
     def feed(self, events: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -184,20 +197,46 @@ class ChatStream(StreamMachine):
                 self.relayed_error = True
                 out.append(self.redactor.bytes(event) + _END)
                 break
-            if self.model is None:
-                self.model = view.model
+            if self.answered_model is None:
+                self.answered_model = view.model
             if view.usage is not None:
                 rec.input_tokens = view.usage.prompt_tokens
                 rec.output_tokens = view.usage.completion_tokens
                 if not view.choices and not self.wants_usage:
                     continue
             for choice in view.choices:
-                if choice.index == 0 and choice.delta and choice.delta.content:
-                    self._content(choice.delta.content)
-            out.append(event + _END)
+                delta = choice.delta
+                if choice.index != 0 or delta is None:
+                    continue
+                if delta.content:
+                    self._content(delta.content)
+                if delta.tool_calls:
+                    if rec.ttft_seconds is None:
+                        rec.ttft_seconds = self.clock() - rec.started
+                    self.assembler.tool_calls(delta.tool_calls)
+                if delta.refusal:
+                    self.assembler.refusal(delta.refusal)
+            if self.model is not None:
+                out.append(self.model.event(event, data, view.model) + _END)
+            else:
+                out.append(event + _END)
         if len(out) == 1:
             return out[0]
         return b"".join(out)
+
+    def _content(self, text: str) -> None:
+        rec = self.rec
+        if rec.ttft_seconds is None:
+            rec.ttft_seconds = self.clock() - rec.started
+        self.assembler.text(text)
+
+    def text(self) -> str:
+        return self.assembler.text_so_far
+
+    def answer(self) -> Answer:
+        """The assembled answer: its text, tool calls and refusal."""
+        judged = self.assembler.answer()
+        return Answer(b"", judged.text, judged=judged)
 
 
 async def relay_stream(

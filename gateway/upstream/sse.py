@@ -1,7 +1,8 @@
 """Server-sent events from an OpenAI-compatible upstream, parsed just enough to relay them.
 
 The relay forwards each event's bytes unchanged; it decodes a chunk only into the few fields it
-needs (content deltas, finish reason, usage, an ``error`` object) with a typed msgspec decoder,
+needs (content, tool call and refusal deltas, finish reason, usage, ``model``, an ``error``
+object) with a typed msgspec decoder,
 which skips every other field without building it.
 """
 
@@ -17,8 +18,10 @@ __all__ = [
     "DONE",
     "ChunkView",
     "CompletionView",
+    "FunctionView",
     "SSEDecoder",
     "SSEEventTooLarge",
+    "ToolCallView",
     "Usage",
     "decode_chunk",
     "decode_completion",
@@ -36,8 +39,25 @@ class Usage(msgspec.Struct):
     completion_tokens: int = 0
 
 
+class FunctionView(msgspec.Struct):
+    """A tool call's ``function``: its name and its arguments (JSON text, or a piece of it in a
+    stream delta)."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallView(msgspec.Struct):
+    """One entry of ``message.tool_calls`` or ``delta.tool_calls`` (deltas carry ``index``)."""
+
+    index: int = 0
+    function: FunctionView | None = None
+
+
 class _Delta(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[ToolCallView] | None = None
+    refusal: str | None = None
 
 
 class _ChunkChoice(msgspec.Struct):
@@ -47,17 +67,18 @@ class _ChunkChoice(msgspec.Struct):
 
 
 class ChunkView(msgspec.Struct):
-    """The parts of a ``chat.completion.chunk`` the relay reads (``model``: the model that
-    answered, for the trace)."""
+    """The parts of a ``chat.completion.chunk`` the relay reads."""
 
     choices: list[_ChunkChoice] = []
-    model: str | None = None
     usage: Usage | None = None
     error: Any = None
+    model: str | None = None
 
 
 class _Message(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[ToolCallView] | None = None
+    refusal: str | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -67,8 +88,8 @@ class _Choice(msgspec.Struct):
 
 
 class CompletionView(msgspec.Struct):
-    """The parts of a ``chat.completion`` the relay reads (``id`` and ``model``: the answer's,
-    for the trace)."""
+    """The parts of a ``chat.completion`` the relay reads (``id``: the answer's, for the
+    trace)."""
 
     choices: list[_Choice]
     usage: Usage | None = None

@@ -1,10 +1,11 @@
 """The console in a real browser: headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``) driven by Selenium against a gateway and a simulator on loopback.
 
-One admin's rollout, as a person does it: log in, see the route and its live figures, ramp it
-(set a weight), roll it back with a reason, see the audit entry, try a change the latch refuses
-(the 409 is shown), release it, watch the guard roll a broken candidate back with its evidence,
-log out, and find the console gone. Every wait is an explicit, bounded Selenium wait. With
+One admin's rollout, as a person does it: log in, see the route, its ramp and its live figures,
+pause and resume the ramp, ramp it by hand (set a weight), roll it back with a reason, see the
+audit entry, try a change the latch refuses (the 409 is shown), release it, watch the guard roll
+a broken candidate back with its evidence, log out, and find the console gone. Every wait is an
+explicit, bounded Selenium wait. With
 ``CONSOLE_SCREENSHOT=PATH`` the test also saves a screenshot of the console there
 (``docs/console.png`` is made this way).
 
@@ -89,7 +90,12 @@ class Traffic:
 @pytest.fixture
 def gateway(sim: SimulatorProcess, tmp_path: Path) -> Iterator[GatewayProcess]:
     sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.02)
-    routes = routes_yaml(sim.url, weight=0, route_extra="guard: {min_samples: 30}")
+    # A ramp that will not climb by itself during the test (the dwell is 10 minutes).
+    route_extra = (
+        "guard: {min_samples: 30}\n"
+        "ramp: {steps: ['10%', '50%', '100%'], min_samples: 30, min_dwell_s: 600}"
+    )
+    routes = routes_yaml(sim.url, weight=10_000, route_extra=route_extra)
     with start_gateway(tmp_path, routes) as gw:
         yield gw
 
@@ -160,11 +166,14 @@ def test_an_admin_runs_a_rollout_from_the_console(
     wait.until(ec.url_to_be(gateway.url + "/admin/ui"))
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f"{card} h2")))
     assert text(f"{card} h2") == ROUTE
-    assert text(f'{card} [data-field="flag-weight"]') == "0%"
-    assert text(f'{card} [data-field="ramp"]') == "no ramp"
-    for action in ("pause", "resume"):  # nothing to pause or resume without a ramp
-        button = browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="{action}"]')
-        assert not button.is_enabled()
+    assert text(f'{card} [data-field="flag-weight"]') == "10%"
+    ramp = f'{card} [data-field="ramp"]'
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ramp), "ramp ramping"))
+    assert "step 1 of 3 (10% → 50% → 100%)" in text(ramp)
+    pause = browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="pause"]')
+    resume = browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="resume"]')
+    assert pause.is_enabled()
+    assert not resume.is_enabled()  # nothing to resume while it climbs
     cookie = browser.get_cookie("gateway_console")
     assert cookie is not None
     assert cookie["httpOnly"] is True
@@ -172,17 +181,27 @@ def test_an_admin_runs_a_rollout_from_the_console(
     assert "alice" in text("#who")
 
     with Traffic(gateway.url):
-        # Ramp it: 10% for the candidate, with a reason and a confirmation.
+        # Steer the ramp: pause it, then resume it, each with a reason and a confirmation.
+        pause.click()
+        confirm("hold for the weekend")
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ramp), "ramp paused"))
+        assert "pause done" in text("#banner")
+        wait.until(ec.element_to_be_clickable(resume)).click()
+        confirm("back to work")
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ramp), "ramp ramping"))
+
+        # Ramp it by hand: 20% for the candidate (a person's weight change pauses the ramp).
         weight = browser.find_element(By.CSS_SELECTOR, f'{card} [data-field="weight-input"]')
-        weight.send_keys("10%")
+        weight.send_keys("20%")
         browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="weight"]').click()
         confirm("held-out eval passed")
         wait.until(
             ec.text_to_be_present_in_element(
-                (By.CSS_SELECTOR, f'{card} [data-field="flag-weight"]'), "10%"
+                (By.CSS_SELECTOR, f'{card} [data-field="flag-weight"]'), "20%"
             )
         )
         assert "weight done" in text("#banner")
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ramp), "ramp paused"))
 
         # Live figures: requests per variant, the decision mix, the guard's chart and replicas.
         wait.until(
@@ -194,7 +213,7 @@ def test_an_admin_runs_a_rollout_from_the_console(
             ec.presence_of_element_located((By.CSS_SELECTOR, f"{card} svg polyline.candidate"))
         )
         assert "candidate" in text(f'{card} [data-field="quality"]')
-        assert "v1" in text(f'{card} [data-field="replicas"]')
+        assert "(store)" in text(f'{card} [data-field="replicas"]')
         variants = wait.until(
             lambda d: {
                 row.get_attribute("data-variant")
@@ -237,7 +256,7 @@ def test_an_admin_runs_a_rollout_from_the_console(
         # The latch refuses a new weight: the 409 is shown, not swallowed, and nothing changes.
         weight = browser.find_element(By.CSS_SELECTOR, f'{card} [data-field="weight-input"]')
         weight.clear()
-        weight.send_keys("20%")
+        weight.send_keys("30%")
         browser.find_element(By.CSS_SELECTOR, f'{card} button[data-action="weight"]').click()
         confirm("try again")
         wait.until(ec.text_to_be_present_in_element((By.ID, "banner"), "409"))
@@ -315,10 +334,13 @@ def test_an_admin_runs_a_rollout_from_the_console(
         params={"route": ROUTE},
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     ).json()["data"]
-    assert [(e["action"], e["actor"]) for e in audit][:5] == [
+    assert [(e["action"], e["actor"]) for e in audit] == [
         ("rollback", "guard"),
         ("set", "ops (alice)"),
         ("release", "ops (alice)"),
         ("rollback", "ops (alice)"),
         ("set", "ops (alice)"),
+        ("ramp_resume", "ops (alice)"),
+        ("ramp_pause", "ops (alice)"),
+        ("ramp_start", "guard"),
     ]

@@ -253,7 +253,7 @@ def test_failing_candidate_is_answered_by_the_fallback_in_the_same_request(
         messages=[{"role": "user", "content": TICKET}],
     )
     assert raw.parse().choices[0].message.content == "billing"
-    assert raw.parse().model == FALLBACK_MODEL
+    assert raw.parse().model == ROUTE  # response_model: route (the default)
     assert raw.headers["x-gateway-decision"] == "failover"
     assert raw.headers["x-gateway-variant"] == "prompted"
     assert failovers(failover, reason) == before + 1

@@ -152,7 +152,8 @@ def test_create_then_watch_register_makes_the_model_the_routes_candidate(
     )
     assert forced.status_code == 200, forced.text
     assert forced.headers["x-gateway-variant"] == "finetuned"
-    assert forced.json()["model"] == model
+    assert forced.json()["model"] == ROUTE  # response_model: route hides the model's id
+    assert fast_jobs.stats()["models"][model]["requests"] == 1  # the registered model answered
 
     again = cli("watch", job_id, "--register", "--interval", "0.2", **env)
     assert again.code == 0, again.err

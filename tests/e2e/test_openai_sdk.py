@@ -8,9 +8,7 @@ import openai
 import pytest
 
 from tests.processes import (
-    CANDIDATE_MODEL,
     CLIENT_KEY,
-    FALLBACK_MODEL,
     GatewayProcess,
     SimulatorProcess,
     routes_yaml,
@@ -53,10 +51,7 @@ def test_sync_non_streaming_answer_carries_variant_headers_and_usage(
     assert raw.headers["x-gateway-decision"] == "rollout"
     assert float(raw.headers["x-gateway-overhead-ms"]) >= 0
     assert raw.headers["x-request-id"]
-    expected_model = (
-        CANDIDATE_MODEL if raw.headers["x-gateway-variant"] == "finetuned" else FALLBACK_MODEL
-    )
-    assert completion.model == expected_model
+    assert completion.model == "support-triage"  # response_model: route (the default)
     assert completion.usage is not None
     assert completion.usage.prompt_tokens > 0
     assert completion.usage.completion_tokens > 0

@@ -128,7 +128,7 @@ def test_violation_fallback_answers_from_the_fallback_when_the_candidate_breaks_
             assert response.headers["x-gateway-decision"] == "violation"
             assert response.headers["x-gateway-variant"] == "prompted"
             body = response.json()
-            assert body["model"] == FALLBACK_MODEL
+            assert body["model"] == ROUTE  # response_model: route (the default)
             assert body["choices"][0]["message"]["content"] == "billing"
 
         stats = sim.stats()["models"]

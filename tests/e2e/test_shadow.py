@@ -46,7 +46,7 @@ def ask(client: httpx.Client, gw: AnyGateway, subject: str) -> httpx.Response:
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-variant"] == "prompted"
     body = response.json()
-    assert body["model"] == FALLBACK_MODEL
+    assert body["model"] == ROUTE  # response_model: route (the default)
     assert body["choices"][0]["message"]["content"] == "billing"
     return response
 
@@ -91,7 +91,7 @@ def test_shadow_serves_the_fallback_and_compares_the_candidate_in_the_background
             assert response.status_code == 200, response.text
             assert response.headers["x-gateway-decision"] == "shadow"
             assert response.headers["x-gateway-variant"] == "prompted"
-            assert f'"model":"{FALLBACK_MODEL}"' in response.text.replace(" ", "")
+            assert f'"model":"{ROUTE}"' in response.text.replace(" ", "")
             assert response.text.rstrip().endswith("data: [DONE]")
         n += streams
 

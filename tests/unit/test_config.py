@@ -366,6 +366,67 @@ def test_system_prompt_and_system_prompt_file_together_are_rejected(config_dir: 
     ]
 
 
+def test_new_route_and_variant_options_default_to_route_model_and_enforced_params(
+    config_dir: Path,
+) -> None:
+    """response_model defaults to route (upstream for pass-through models), params_mode to
+    enforce; both are read when given."""
+    cfg = load_config(config_dir / "gateway.yaml")
+    assert cfg.routes[ROUTE].response_model == "route"
+    assert {v.params_mode for v in cfg.routes[ROUTE].variants.values()} == {"enforce"}
+    assert {r.response_model for r in cfg.routes.values() if r.passthrough} <= {"upstream"}
+
+    data = demo(config_dir)
+    route(data)["response_model"] = "upstream"
+    variant = next(iter(route(data)["variants"].values()))
+    variant["params_mode"] = "default"
+    loaded = load_config(write(config_dir, data)).routes[ROUTE]
+    assert loaded.response_model == "upstream"
+    assert next(v.params_mode for v in loaded.variants.values()) == "default"
+
+
+def test_response_model_and_params_mode_reject_unknown_values(config_dir: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        route(data)["response_model"] = "variant"
+        next(iter(route(data)["variants"].values()))["params_mode"] = "merge"
+
+    problems = problems_after(config_dir, change)
+    assert any(f"routes.{ROUTE}.response_model:" in p for p in problems), problems
+    assert any(".params_mode:" in p for p in problems), problems
+
+
+def test_tool_call_contract_loads_with_schemas_and_null(config_dir: Path) -> None:
+    data = demo(config_dir)
+    route(data)["contract"] = {
+        "tool_calls": {"allowed": {"lookup": {"type": "object"}, "escalate": None}}
+    }
+    contract = load_config(write(config_dir, data)).routes[ROUTE].contract
+    assert contract is not None
+    assert contract.tool_calls is not None
+    assert contract.tool_calls.allowed == {"lookup": {"type": "object"}, "escalate": None}
+
+
+def test_invalid_json_schemas_in_a_contract_are_reported_by_key(config_dir: Path) -> None:
+    """A schema that is not a valid JSON Schema fails at load, named by its key path."""
+
+    def change(data: dict[str, Any]) -> None:
+        route(data)["contract"] = {
+            "json_schema": {"type": "objekt"},
+            "tool_calls": {
+                "allowed": {"lookup": {"properties": {"id": {"type": 5}}}, "escalate": None}
+            },
+        }
+
+    problems = problems_after(config_dir, change)
+    where = f"routes.{ROUTE}.contract"
+    assert any(f"{where}.json_schema: not a valid JSON Schema" in p for p in problems), problems
+    assert any(
+        f"{where}.tool_calls.allowed.lookup: not a valid JSON Schema at properties.id.type" in p
+        for p in problems
+    ), problems
+    assert len(problems) == 2
+
+
 def test_schema_errors_do_not_hide_the_cross_reference_problems(config_dir: Path) -> None:
     """Four planted mistakes (a misspelt key, a weight above 100%, an unknown upstream, a
     missing prompt file) are all reported in one run, each with its file and key path."""

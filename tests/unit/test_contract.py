@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config import ContractConfig
+from gateway.config import ContractConfig, ToolCallsConfig
+from gateway.quality.answer import Answer, ToolCall
 from gateway.quality.contract import CheckResult, Contract
 
 
@@ -187,3 +188,135 @@ def test_a_missing_answer_never_agrees() -> None:
     assert not c.agree(None, "a")
     assert not c.agree("a", None)
     assert not c.agree(None, None)
+
+
+# -- tool calls -----------------------------------------------------------------------------
+
+LOOKUP = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string", "pattern": "^A-[0-9]+$"}},
+    "required": ["order_id"],
+}
+TOOLS = {"allowed": {"lookup_order": LOOKUP, "escalate": None}}
+
+
+def calls(*pairs: tuple[str, str], text: str | None = None) -> Answer:
+    return Answer(text, tuple(ToolCall(name, arguments) for name, arguments in pairs))
+
+
+def test_an_answer_with_tool_calls_is_not_empty() -> None:
+    """The issue's case: non_empty alone, an answer that is only tool calls passes."""
+    c = Contract(ContractConfig(non_empty=True))
+    assert c.check(calls(("anything", "{}"))) == [CheckResult("non_empty", True)]
+    assert c.check(calls(("anything", "{}"), text="")) == [CheckResult("non_empty", True)]
+    assert c.check(Answer(None)) == [CheckResult("non_empty", False)]
+    assert c.check(Answer("  ")) == [CheckResult("non_empty", False)]
+
+
+def test_a_refusal_is_not_an_answer() -> None:
+    """content null with a refusal: non_empty and the text checks fail."""
+    c = Contract(ContractConfig(labels=["billing"]))
+    assert failed_answer(c, Answer(None, (), "I can't help with that.")) == [
+        "non_empty",
+        "labels",
+    ]
+
+
+def failed_answer(c: Contract, answer: Answer) -> list[str]:
+    return [result.check for result in c.check(answer) if not result.passed]
+
+
+def test_tool_call_checks_come_last_and_are_named() -> None:
+    c = Contract(ContractConfig(labels=["a"], tool_calls=ToolCallsConfig(**TOOLS)))
+    assert c.names == ("non_empty", "labels", "tool_call_name", "tool_call_arguments")
+
+
+@pytest.mark.parametrize(
+    ("answer", "failures"),
+    [
+        (calls(("lookup_order", '{"order_id": "A-17"}')), []),
+        (calls(("escalate", '{"any": ["thing"]}')), []),  # null schema: any object
+        (calls(("lookup_order", '{"order_id":"A-1"}'), ("escalate", "{}")), []),
+        (calls(("refund", '{"order_id": "A-17"}')), ["tool_call_name"]),
+        (calls(("lookup_order", '{"order_id": 17}')), ["tool_call_arguments"]),
+        (calls(("lookup_order", "{}")), ["tool_call_arguments"]),  # required field missing
+        (calls(("lookup_order", '{"order_id": "A-1"')), ["tool_call_arguments"]),  # cut JSON
+        (calls(("escalate", "[1, 2]")), ["tool_call_arguments"]),  # not an object
+        (calls(("escalate", "")), ["tool_call_arguments"]),
+        (calls(("refund", "nope")), ["tool_call_name", "tool_call_arguments"]),
+        # one bad call among good ones fails the answer
+        (calls(("escalate", "{}"), ("lookup_order", '{"order_id": "B-2"}')),
+         ["tool_call_arguments"]),
+        (calls(("", "")), ["tool_call_name", "tool_call_arguments"]),  # not a function call
+    ],
+)  # fmt: skip
+def test_tool_calls_must_name_allowed_functions_with_valid_arguments(
+    answer: Answer, failures: list[str]
+) -> None:
+    c = Contract(ContractConfig(tool_calls=ToolCallsConfig(**TOOLS)))
+    assert failed_answer(c, answer) == failures
+    assert [r.check for r in c.check(answer)] == list(c.names)
+
+
+def test_an_empty_allowed_list_forbids_every_tool_call() -> None:
+    c = Contract(ContractConfig(non_empty=False, tool_calls=ToolCallsConfig(allowed={})))
+    assert failed_answer(c, calls(("lookup_order", "{}"))) == ["tool_call_name"]
+    assert c.check(Answer("billing")) == []  # a text answer has nothing to call
+
+
+def test_text_checks_skip_an_answer_that_only_calls_tools() -> None:
+    """A label route whose answer is a tool call: labels are not judged (no text); with
+    tool_calls in the contract the call is; text and calls together are both judged."""
+    c = Contract(ContractConfig(labels=["billing"], max_length=10, regex="b.*",
+                                json_schema={"type": "string"}))  # fmt: skip
+    assert c.check(calls(("lookup_order", "{}"))) == [CheckResult("non_empty", True)]
+    assert failed_answer(c, calls(("x", "{}"), text="Let me look that up.")) == [
+        "max_length",
+        "labels",
+        "json_schema",
+        "regex",
+    ]
+    with_tools = Contract(ContractConfig(labels=["billing"], tool_calls=ToolCallsConfig(**TOOLS)))
+    assert [r.check for r in with_tools.check(calls(("refund", "{}")))] == [
+        "non_empty",
+        "tool_call_name",
+        "tool_call_arguments",
+    ]
+    assert [r.check for r in with_tools.check(Answer("billing"))] == ["non_empty", "labels"]
+
+
+def test_json_schema_judges_a_response_format_answer() -> None:
+    """A response_format answer is JSON text: the schema judges it like any text."""
+    c = contract(json_schema=SCHEMA)
+    assert failed_answer(c, Answer('{"label": "billing"}')) == []
+    assert failed_answer(c, Answer('{"label": "refund"}')) == ["json_schema"]
+
+
+def test_plain_text_and_an_answer_of_that_text_are_judged_alike() -> None:
+    c = Contract(ContractConfig(labels=["a"], regex="a", max_length=3))
+    for text in ("a", "b", "", "abcd"):
+        assert c.check(text) == c.check(Answer(text))
+    assert c.check(None) == c.check(Answer(None))
+
+
+def test_agree_compares_tool_calls_by_name_and_parsed_arguments() -> None:
+    """Ids never matter (answers carry none); argument spelling does not; names, values,
+    order and any text do."""
+    c = Contract(ContractConfig(tool_calls=ToolCallsConfig(**TOOLS)))
+    a = calls(("lookup_order", '{"order_id": "A-1", "n": 1}'))
+    assert c.agree(a, calls(("lookup_order", '{ "n":1, "order_id":"A-1" }')))
+    assert not c.agree(a, calls(("lookup_order", '{"order_id": "A-2", "n": 1}')))
+    assert not c.agree(a, calls(("escalate", '{"order_id": "A-1", "n": 1}')))
+    assert not c.agree(a, Answer('{"order_id": "A-1", "n": 1}'))
+    assert c.agree(calls(("x", "not json")), calls(("x", "not json")))
+    two = calls(("a", "{}"), ("b", "{}"))
+    assert not c.agree(two, calls(("b", "{}"), ("a", "{}")))
+    assert Contract(None).agree(Answer("hi"), "hi")
+    assert not Contract(None).agree(Answer(None), Answer(None))
+    assert not Contract(None).agree(Answer(None, (), "no"), Answer(None, (), "no"))
+
+
+def test_json_null_answers_still_agree() -> None:
+    """An answer whose JSON is null is an answer (not a missing one)."""
+    c = contract(json_schema={"type": "null"})
+    assert c.agree("null", " null ")

@@ -97,14 +97,12 @@ def weight_option(help_text: str) -> Any:
 def session(
     url: str,
     admin_key: str | None,
-    as_json: bool = False,  # kept for callers; the root group knows --json by itself
     *,
     conflict_hint: str | None = None,
     route: str | None = None,
 ) -> Iterator[AdminClient]:
     """An :class:`AdminClient`; an :class:`AdminAPIError` leaves with the command's advice
-    (the root group reports it, as JSON when the command got ``--json``: ``as_json`` is not
-    needed and only accepted).
+    (the root group reports it, as JSON when the command got ``--json``).
 
     ``conflict_hint`` replaces the generic advice for a 409, when the command knows better; a
     409 ``rolled_back`` (the latch refused the change) always says to release ``route`` first.

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.tools.admin_client import AdminAPIError
-from gateway.tools.cli.common import DEFAULT_URL, AsJson, command_group, print_json
+from gateway.tools.cli.common import DEFAULT_URL, AsJson, command_group, print_json, print_table
 from gateway.tools.cli.flag_format import describe_change, flag_table, format_weight
 from gateway.tools.cli.flags_options import EXIT_HELP, AdminKey, Reason, RouteArg, Url, session
 from gateway.tools.exit_codes import EXIT_REJECTED
@@ -43,7 +43,7 @@ def status(
 ) -> None:
     """Where the route's ramp is: state, step, samples at this step, the upper bound of the
     candidate's failure rate minus the fallback's against the margin, dwell time left, why."""
-    with session(url, admin_key, as_json) as client:
+    with session(url, admin_key) as client:
         routes = client.routes()
         found = next((r for r in routes if r.get("name") == route), None)
         if found is None:
@@ -66,7 +66,7 @@ def status(
     if as_json:
         print_json(ramp)
     else:
-        Console(highlight=False).print(ramp_table(route, ramp))
+        print_table(ramp_table(route, ramp))
 
 
 def ramp_table(route: str, ramp: Mapping[str, Any]) -> Table:
@@ -107,7 +107,7 @@ def _steer(
         if action == "pause"
         else None
     )
-    with session(url, key, js, conflict_hint=hint, route=route) as client:
+    with session(url, key, conflict_hint=hint, route=route) as client:
         before = client.flag(route)
         after = client.ramp(route, action, reason)
     if js:

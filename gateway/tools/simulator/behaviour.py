@@ -61,6 +61,11 @@ class ModelBehaviour(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
         cut_stream_after: in streams, abort the connection without ``[DONE]`` after this many
             content chunks (0 = right after the role chunk); ``None`` never cuts.
         mode: ``classify`` answers a label for the last user message; ``echo`` repeats it.
+        tool_call_rate: probability that a request offering ``tools`` (with ``tool_choice``
+            absent or ``auto``) is answered with a tool call instead of text; ``required`` or a
+            named function always gets one, ``none`` never (``tool_calls.py``).
+        wrong_tool_rate: probability that a tool call names ``unknown_function``.
+        bad_arguments_rate: probability that a tool call's arguments are cut-short JSON.
     """
 
     latency_ms: Millis = 0.0
@@ -73,6 +78,9 @@ class ModelBehaviour(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     garbage_rate: Rate = 0.0
     cut_stream_after: Annotated[int, msgspec.Meta(ge=0)] | None = None
     mode: Literal["classify", "echo"] = "classify"
+    tool_call_rate: Rate = 0.0
+    wrong_tool_rate: Rate = 0.0
+    bad_arguments_rate: Rate = 0.0
 
 
 class SimulatorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

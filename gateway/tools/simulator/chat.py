@@ -2,7 +2,9 @@
 
 Per request: check the key (401), decode and minimally validate the body (400), wait
 ``latency_ms``, then ``plan_outcome`` decides between an answer, an injected error and
-garbage. Streams are SSE (``text/event-stream``) ending in ``data: [DONE]``, unless
+garbage, and ``plan_tool_call`` whether an answer to a request with ``tools`` is a tool call
+(its arguments streamed in ``stream_chunks`` pieces, like OpenAI's deltas).
+Streams are SSE (``text/event-stream``) ending in ``data: [DONE]``, unless
 ``cut_stream_after`` makes the generator raise ``SimulatedStreamCut`` so the server drops the
 connection in the middle of the chunked body.
 """
@@ -22,6 +24,7 @@ from gateway.tools.simulator import responses
 from gateway.tools.simulator.behaviour import ModelBehaviour
 from gateway.tools.simulator.outcome import plan_outcome
 from gateway.tools.simulator.state import ModelStats, SimulatorState
+from gateway.tools.simulator.tool_calls import PlannedToolCall, call_id, plan_tool_call
 
 __all__ = [
     "ChatRequest",
@@ -45,6 +48,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     messages: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
 
 
 def simulator_state(request: Request[Any, Any, Any]) -> SimulatorState:
@@ -85,6 +90,7 @@ async def _stream_body(
     content: str,
     usage_obj: dict[str, int],
     garbage: bool,
+    tool_call: PlannedToolCall | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the SSE events of one stream and keep the stream counters.
 
@@ -104,19 +110,25 @@ async def _stream_body(
             await _pause(delay)
             yield responses.SSE_GARBAGE
         else:
-            for index, piece in enumerate(
-                responses.split_content(content, behaviour.stream_chunks)
-            ):
+            pieces = responses.split_content(
+                tool_call.arguments if tool_call else content, behaviour.stream_chunks
+            )
+            if tool_call is not None:
+                yield builder.tool_call_start(call_id(), tool_call.name)
+            for index, piece in enumerate(pieces):
                 if cut_after is not None and index >= cut_after:
                     break
                 await _pause(delay)
-                yield builder.content_chunk(piece)
+                if tool_call is not None:
+                    yield builder.tool_call_arguments(piece)
+                else:
+                    yield builder.content_chunk(piece)
             if cut_after is not None:
                 ended = True
                 stats.streams_cut += 1
                 raise SimulatedStreamCut(f"stream cut after {cut_after} content chunks")
             await _pause(delay)
-            yield builder.finish_chunk()
+            yield builder.finish_chunk("tool_calls" if tool_call else "stop")
             if builder.include_usage:
                 yield builder.usage_chunk(usage_obj)
                 stats.prompt_tokens += usage_obj["prompt_tokens"]
@@ -155,9 +167,11 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     garbage = outcome.kind == "garbage"
     if garbage:
         stats.garbage_injected += 1
+    tool_call = plan_tool_call(behaviour, chat.tools, chat.tool_choice, outcome.content, state.rng)
+    answered = tool_call.name + tool_call.arguments if tool_call else outcome.content
     usage_obj = responses.usage(
         responses.count_prompt_tokens(chat.messages),
-        responses.count_completion_tokens(outcome.content),
+        responses.count_completion_tokens(answered),
     )
     id_, created = responses.completion_id(), responses.now()
     if chat.stream:
@@ -175,6 +189,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
             content=outcome.content,
             usage_obj=usage_obj,
             garbage=garbage,
+            tool_call=tool_call,
         )
         return Stream(
             body,
@@ -185,7 +200,22 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
         return Response(responses.GARBAGE_BODY, media_type=_JSON)
     stats.prompt_tokens += usage_obj["prompt_tokens"]
     stats.completion_tokens += usage_obj["completion_tokens"]
-    payload = responses.chat_completion(
-        model=chat.model, content=outcome.content, usage_obj=usage_obj, id_=id_, created=created
-    )
+    if tool_call is not None:
+        payload = responses.tool_call_completion(
+            model=chat.model,
+            call_id=call_id(),
+            name=tool_call.name,
+            arguments=tool_call.arguments,
+            usage_obj=usage_obj,
+            id_=id_,
+            created=created,
+        )
+    else:
+        payload = responses.chat_completion(
+            model=chat.model,
+            content=outcome.content,
+            usage_obj=usage_obj,
+            id_=id_,
+            created=created,
+        )
     return Response(payload, media_type=_JSON)

@@ -37,6 +37,7 @@ __all__ = [
     "now",
     "split_content",
     "sse_event",
+    "tool_call_completion",
     "usage",
 ]
 
@@ -116,6 +117,49 @@ def chat_completion(
     )
 
 
+def tool_call_completion(
+    *,
+    model: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    usage_obj: Mapping[str, int],
+    id_: str,
+    created: int,
+) -> bytes:
+    """Encode a non-streamed ``chat.completion`` whose one choice calls a function:
+    ``content: null``, one ``tool_calls`` entry, ``finish_reason: "tool_calls"``."""
+    return msgspec.json.encode(
+        {
+            "id": id_,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": None,
+                        "tool_calls": [
+                            {
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": arguments},
+                            }
+                        ],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": usage_obj,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+    )
+
+
 def split_content(content: str, chunks: int) -> list[str]:
     """Split ``content`` into exactly ``max(1, chunks)`` consecutive pieces.
 
@@ -175,9 +219,26 @@ class ChunkBuilder:
         """A content event: delta ``{"content": text}``."""
         return self._chunk({"content": text}, None)
 
-    def finish_chunk(self) -> bytes:
-        """The last choice event: empty delta, ``finish_reason: "stop"``."""
-        return self._chunk({}, "stop")
+    def tool_call_start(self, call_id: str, name: str) -> bytes:
+        """A tool call's first event, as OpenAI sends it: index, id, type and the function's
+        name, with empty ``arguments``."""
+        call = {
+            "index": 0,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        return self._chunk({"tool_calls": [call]}, None)
+
+    def tool_call_arguments(self, piece: str) -> bytes:
+        """More of the call's arguments: delta ``{"tool_calls": [{"index": 0, "function":
+        {"arguments": piece}}]}``."""
+        return self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None)
+
+    def finish_chunk(self, reason: str = "stop") -> bytes:
+        """The last choice event: empty delta, ``finish_reason`` (``stop``, or ``tool_calls``
+        after a tool call)."""
+        return self._chunk({}, reason)
 
     def usage_chunk(self, usage_obj: Mapping[str, int]) -> bytes:
         """The extra usage event: ``"choices": []`` and the ``usage`` object."""
