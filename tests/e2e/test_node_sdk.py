@@ -1,7 +1,7 @@
 """The official OpenAI Node SDK (``openai`` on npm, pinned in tests/node/package-lock.json)
 against a gateway and a simulator over real TCP: chat, embeddings, completions, model look-ups.
 
-``.ci/run`` installs the SDK (``npm ci`` in tests/node). Skipped only when ``node`` is missing.
+``scripts/check`` installs the SDK (``npm ci`` in tests/node). Skipped only when ``node`` is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_the_node_sdk_works_unchanged_through_the_gateway(
 ) -> None:
     assert NODE is not None
     assert (NODE_DIR / "node_modules" / "openai").is_dir(), (
-        "the Node SDK is not installed: run `npm ci` in tests/node (.ci/run does)"
+        "the Node SDK is not installed: run `npm ci` in tests/node (scripts/check does)"
     )
     with start_gateway(tmp_path, passthrough_routes(sim.url)) as gateway:
         env = {
