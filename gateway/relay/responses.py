@@ -232,7 +232,7 @@ class ResponsesStream(StreamMachine):
                     code="upstream_stream_error",
                 )
                 self.relayed_error = True
-                out.append(self.redactor.bytes(event) + _END)
+                out.append(self.redactor.bytes(self._shown(event, data, view)) + _END)
                 break
             out.append(self._shown(event, data, view) + _END)
         if len(out) == 1:

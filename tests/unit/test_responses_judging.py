@@ -263,3 +263,13 @@ def test_an_escaped_model_id_falls_back_to_re_encoding_the_response_object() -> 
     parsed = json.loads(data.removeprefix(b"data: "))
     assert parsed["response"]["model"] == "support-agent"
     assert "model" not in parsed  # not added at the event's top level
+
+
+def test_a_failed_responses_model_is_the_route_too() -> None:
+    m, rec = machine()
+    m.show_model(ROUTE_NAME)
+    out = m.feed([ev("response.failed", 0, response={"model": "ft:m", "error": {"code": "x"}})])
+    assert b'"model":"support-agent"' in out.replace(b" ", b"")
+    assert b"ft:m" not in out
+    m.close()
+    assert rec.error_code == "upstream_stream_error"
