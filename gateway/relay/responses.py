@@ -33,10 +33,13 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from gateway.quality.responses_answer import ResponsesAnswerAssembler, answer_from_output
 from gateway.relay.body import decode_body, to_head
 from gateway.relay.operation import Answer, Head
 from gateway.relay.stream import StreamMachine
-from gateway.routing.responses_payload import build_responses_payload
+from gateway.routing.payload import Payload
+from gateway.routing.response_model import StreamModel
+from gateway.routing.responses_payload import build_responses_request
 from gateway.telemetry import RequestRecord
 from gateway.upstream.redact import Redactor
 from gateway.upstream.sse import DONE, event_data
@@ -56,6 +59,7 @@ _END = b"\n\n"
 _DONE_EVENT = b"data: [DONE]\n\n"
 _COMPLETE = frozenset({"response.completed", "response.incomplete"})
 _FAILED = frozenset({"response.failed", "error"})
+_ITEM = frozenset({"response.output_item.added", "response.output_item.done"})
 
 
 class ResponsesHead(msgspec.Struct):
@@ -96,20 +100,17 @@ class _Usage(msgspec.Struct):
     output_tokens: int = 0
 
 
-class _Item(msgspec.Struct):
-    type: str = ""
-    content: Any = None
-
-
 class _ResponseView(msgspec.Struct):
     """The parts of a ``response`` object the relay reads (``output`` is required)."""
 
-    output: list[_Item]
+    output: list[Any]
     usage: _Usage | None = None
+    model: str | None = None
 
 
 class _EventResponse(msgspec.Struct):
     usage: _Usage | None = None
+    model: str | None = None
 
 
 class _EventView(msgspec.Struct):
@@ -120,25 +121,14 @@ class _EventView(msgspec.Struct):
     sequence_number: int | None = None
     response: _EventResponse | None = None
     error: Any = None
+    output_index: int = 0
+    item: Any = None
+    arguments: Any = None
 
 
 _decode_response = msgspec.json.Decoder(_ResponseView).decode
 _decode_event = msgspec.json.Decoder(_EventView).decode
 _encode = msgspec.json.Encoder().encode
-
-
-def output_text(view: _ResponseView) -> str | None:
-    """Every ``output_text`` part of the ``message`` items, joined; ``None`` without any."""
-    parts: list[str] = []
-    for item in view.output:
-        if item.type != "message" or not isinstance(item.content, list):
-            continue
-        for part in item.content:
-            if isinstance(part, dict) and part.get("type") == "output_text":
-                text = part.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-    return "".join(parts) if parts else None
 
 
 def check_responses_first(data: bytes, upstream: str) -> None:
@@ -173,7 +163,7 @@ class ResponsesStream(StreamMachine):
     A ``data: [DONE]`` some servers add is relayed and completes the stream too.
     """
 
-    __slots__ = ("sequence",)
+    __slots__ = ("calls", "sequence")
 
     def __init__(
         self,
@@ -184,6 +174,11 @@ class ResponsesStream(StreamMachine):
     ) -> None:
         super().__init__(rec, upstream, redactor, clock)
         self.sequence = -1
+        self.calls = ResponsesAnswerAssembler()
+
+    def show_model(self, model: bytes) -> None:
+        """The ``model`` of the ``response`` object inside events becomes ``model``."""
+        self.model = StreamModel(model, "response")
 
     def feed(self, events: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -210,6 +205,18 @@ class ResponsesStream(StreamMachine):
             if kind == "response.output_text.delta":
                 if isinstance(view.delta, str) and view.delta:
                     self._content(view.delta)
+            elif kind == "response.function_call_arguments.delta":
+                if isinstance(view.delta, str):
+                    self._first_token()
+                    self.calls.arguments(view.output_index, view.delta)
+            elif kind in _ITEM:
+                self.calls.item(view.output_index, view.item, done=kind.endswith(".done"))
+            elif kind == "response.function_call_arguments.done":
+                if isinstance(view.arguments, str):
+                    self.calls.arguments_done(view.output_index, view.arguments)
+            elif kind == "response.refusal.delta":
+                if isinstance(view.delta, str):
+                    self.calls.refusal(view.delta)
             elif kind in _COMPLETE or kind in _FAILED or view.error is not None:
                 response = view.response
                 if response is not None and response.usage is not None:
@@ -217,7 +224,7 @@ class ResponsesStream(StreamMachine):
                     self.rec.output_tokens = response.usage.output_tokens
                 if kind in _COMPLETE:
                     self.done = True
-                    out.append(event + _END)
+                    out.append(self._shown(event, data, view) + _END)
                     break
                 self.failed = UpstreamError(
                     f"upstream '{self.upstream}' reported an error mid-stream",
@@ -225,12 +232,28 @@ class ResponsesStream(StreamMachine):
                     code="upstream_stream_error",
                 )
                 self.relayed_error = True
-                out.append(self.redactor.bytes(event) + _END)
+                out.append(self.redactor.bytes(self._shown(event, data, view)) + _END)
                 break
-            out.append(event + _END)
+            out.append(self._shown(event, data, view) + _END)
         if len(out) == 1:
             return out[0]
         return b"".join(out)
+
+    def _shown(self, event: bytes, data: bytes, view: _EventView) -> bytes:
+        """``event`` as the client sees it: with the route's ``model`` in its ``response``."""
+        if self.model is None or view.response is None:
+            return event
+        return self.model.event(event, data, view.response.model)
+
+    def _first_token(self) -> None:
+        rec = self.rec
+        if rec.ttft_seconds is None:
+            rec.ttft_seconds = self.clock() - rec.started
+
+    def answer(self) -> Answer:
+        """The assembled answer: its text, function calls and refusal."""
+        judged = self.calls.answer(self.text())
+        return Answer(b"", judged.text, judged=judged)
 
     def error_event(self, failed: GatewayError) -> bytes:
         """An ``error`` event of the Responses API, carrying OpenAI's error envelope too."""
@@ -271,7 +294,9 @@ class ResponsesOperation:
     def check_first(self, data: bytes, upstream: str) -> None:
         check_responses_first(data, upstream)
 
-    def payload(self, route: Route, variant: Variant, body: dict[str, Any], stream: bool) -> bytes:
+    def payload(
+        self, route: Route, variant: Variant, body: dict[str, Any], stream: bool
+    ) -> Payload:
         """The upstream body. Raises InvalidRequestError (400 ``responses_api_unsupported``)
         when ``variant``'s upstream lacks the Responses API."""
         if variant.upstream in self._without:
@@ -282,14 +307,23 @@ class ResponsesOperation:
                 param="model",
                 code="responses_api_unsupported",
             )
-        return build_responses_payload(route, variant, body, stream)
+        return build_responses_request(route, variant, body, stream)
 
     def answer(self, content: bytes) -> Answer:
         view = _decode_response(content)
+        judged = answer_from_output(view.output)
         usage = view.usage
         if usage is None:
-            return Answer(content, output_text(view), view=view)
-        return Answer(content, output_text(view), usage.input_tokens, usage.output_tokens, view)
+            return Answer(content, judged.text, view=view, judged=judged, model=view.model)
+        return Answer(
+            content,
+            judged.text,
+            usage.input_tokens,
+            usage.output_tokens,
+            view,
+            judged,
+            view.model,
+        )
 
     def explain(self, exc: GatewayError) -> GatewayError:
         """An upstream answering 404 or 405 to ``POST /responses`` most likely lacks the

@@ -30,7 +30,7 @@ import msgspec
 from gateway.config import Route, Variant
 from gateway.routing.prompts import apply_prompt, is_system_message
 
-__all__ = ["Payload", "build_payload", "build_request"]
+__all__ = ["Payload", "apply_params", "build_payload", "build_request"]
 
 _SAME_LIMIT = {"max_tokens": "max_completion_tokens", "max_completion_tokens": "max_tokens"}
 """Two names of one request field: OpenAI renamed ``max_tokens`` to ``max_completion_tokens``
@@ -80,7 +80,7 @@ def _messages(route: Route, variant: Variant, messages: Any) -> tuple[Any, tuple
     return msgspec.Raw(prefix + b"," + _encode(rest)[1:]), replaced
 
 
-def _apply_params(variant: Variant, body: dict[str, Any], out: dict[str, Any]) -> list[str]:
+def apply_params(variant: Variant, body: dict[str, Any], out: dict[str, Any]) -> list[str]:
     """Set the variant's params on ``out`` per its ``params_mode``; return the client's fields
     they replaced with another value."""
     params = variant.params
@@ -117,7 +117,7 @@ def build_request(route: Route, variant: Variant, body: dict[str, Any], stream: 
     if not route.passthrough:
         out["messages"], overridden = _messages(route, variant, body["messages"])
     if variant.params:
-        changed = _apply_params(variant, body, out)
+        changed = apply_params(variant, body, out)
         if changed:
             overridden = (*overridden, *changed)
     if stream:

@@ -4,7 +4,9 @@
 An upstream answers with the id of the model it ran (``ft:gpt-4o-mini:acme:triage:v3``), which
 changes with the variant and names the fine-tuned model. With ``response_model: route`` the
 gateway replaces the top-level ``model`` of a unary ``chat.completion`` and of every
-``chat.completion.chunk`` event with the route name the client called. The rest of the answer
+``chat.completion.chunk`` event with the route name the client called (for the Responses API:
+the ``model`` of the unary ``response`` object and of the ``response`` object inside stream
+events, ``member="response"`` below). The rest of the answer
 is relayed byte for byte: the value is found by a scan for the ``"model"`` key whose string
 value is the decoded model (the relay decodes ``model`` with the fields it reads anyway) and
 replaced in place, so a large answer is never re-encoded. Only a value the scan cannot match
@@ -70,16 +72,27 @@ def replace_model(body: bytes, current: str | None, model: bytes) -> bytes:
     return _encode(value)
 
 
-def replace_model_in_event(event: bytes, data: bytes, current: str | None, model: bytes) -> bytes:
+def replace_model_in_event(
+    event: bytes, data: bytes, current: str | None, model: bytes, member: str | None = None
+) -> bytes:
     """One SSE ``event`` (without its blank line) whose JSON ``data`` has the top-level
-    ``model`` ``current``: the same event with ``model`` in its place. The fallback (an id the
-    scan cannot match) sends the re-encoded data as a single ``data:`` line."""
+    ``model`` ``current`` (with ``member``: ``data[member]`` has it): the same event with
+    ``model`` in its place. The fallback (an id the scan cannot match) sends the re-encoded data
+    as a single ``data:`` line, after the event's other lines (``event:``)."""
     if current is None:
         return event
     spliced = _splice(event, current, model)
     if spliced is not None:
         return spliced
-    return b"data: " + replace_model(data, current, model)
+    if member is None:
+        return b"data: " + replace_model(data, current, model)
+    value = _decode(data)
+    inner = value.get(member) if isinstance(value, dict) else None
+    if not isinstance(inner, dict):
+        return event
+    inner["model"] = _decode(model)
+    head = b"".join(line + b"\n" for line in event.split(b"\n") if not line.startswith(b"data:"))
+    return head + b"data: " + _encode(value)
 
 
 class StreamModel:
@@ -87,10 +100,13 @@ class StreamModel:
     ``model``: the bytes searched for are built once, so an event costs one ``find`` and a
     splice."""
 
-    __slots__ = ("_current", "_model", "_needle")
+    __slots__ = ("_current", "_member", "_model", "_needle")
 
-    def __init__(self, model: bytes) -> None:
+    def __init__(self, model: bytes, member: str | None = None) -> None:
+        """``member``: the events carry ``model`` in that object (the Responses API's
+        ``response``) rather than at their top level."""
         self._model = model
+        self._member = member
         self._current: str | None = None
         self._needle = b""
 
@@ -105,4 +121,4 @@ class StreamModel:
         at = event.find(self._needle)
         if at >= 0:
             return event[: at + 8] + self._model + event[at + len(self._needle) :]
-        return replace_model_in_event(event, data, current, self._model)
+        return replace_model_in_event(event, data, current, self._model, self._member)

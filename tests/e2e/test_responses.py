@@ -120,7 +120,7 @@ def test_sync_responses_create_is_routed_with_headers_usage_and_cost(
     assert variant in PRICES
     assert raw.headers["x-gateway-decision"] == "rollout"
     assert float(raw.headers["x-gateway-overhead-ms"]) >= 0
-    assert response.model == (CANDIDATE_MODEL if variant == "finetuned" else FALLBACK_MODEL)
+    assert response.model == ROUTE  # response_model: route (the default)
     assert response.usage is not None
     assert response.usage.input_tokens > 0
     assert response.usage.output_tokens > 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from litestar.exceptions import LitestarException
 from litestar.testing import AsyncTestClient
 
 from gateway.tools.simulator import ModelBehaviour, SimulatorConfig, create_simulator_app
@@ -131,3 +132,93 @@ async def test_a_bad_body_is_a_400_envelope(client: Client, body: dict[str, Any]
     response = await client.post("/v1/responses", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+ROUTE_TICKET = {
+    "type": "function",
+    "name": "route_ticket",
+    "parameters": {
+        "type": "object",
+        "properties": {"queue": {"type": "string", "enum": ["billing", "technical"]}},
+        "required": ["queue"],
+    },
+}
+
+
+async def test_a_tool_call_answer_is_one_function_call_item(client: Client) -> None:
+    await client.put(f"/_simulator/models/{MODEL}", json={"tool_call_rate": 1})
+    body = {"model": MODEL, "input": REFUND, "tools": [ROUTE_TICKET]}
+    output = (await client.post("/v1/responses", json=body)).json()["output"]
+    assert len(output) == 1
+    item = output[0]
+    assert (item["type"], item["name"], item["status"]) == (
+        "function_call",
+        "route_ticket",
+        "completed",
+    )
+    assert msgspec.json.decode(item["arguments"]) == {"queue": "billing"}
+    assert item["call_id"].startswith("call_")
+    none = {**body, "tool_choice": "none"}
+    text = (await client.post("/v1/responses", json=none)).json()["output"][0]
+    assert text["type"] == "message"
+
+
+async def test_a_named_tool_choice_and_the_faults_follow_the_behaviour(client: Client) -> None:
+    escalate = {"type": "function", "name": "escalate", "parameters": {"type": "object"}}
+    body = {
+        "model": MODEL,
+        "input": REFUND,
+        "tools": [ROUTE_TICKET, escalate],
+        "tool_choice": {"type": "function", "name": "escalate"},
+    }
+    item = (await client.post("/v1/responses", json=body)).json()["output"][0]
+    assert (item["name"], item["arguments"]) == ("escalate", "{}")  # rate 0: named is forced
+    await client.put(
+        f"/_simulator/models/{MODEL}",
+        json={"tool_call_rate": 1, "wrong_tool_rate": 1, "bad_arguments_rate": 1},
+    )
+    plain = {"model": MODEL, "input": REFUND, "tools": [ROUTE_TICKET]}
+    item = (await client.post("/v1/responses", json=plain)).json()["output"][0]
+    assert item["name"] == "unknown_function"
+    with pytest.raises(msgspec.DecodeError):
+        msgspec.json.decode(item["arguments"])
+
+
+async def test_a_streamed_tool_call_sends_the_function_call_events(client: Client) -> None:
+    await client.put(f"/_simulator/models/{MODEL}", json={"tool_call_rate": 1, "stream_chunks": 3})
+    body = {"model": MODEL, "input": REFUND, "tools": [ROUTE_TICKET], "stream": True}
+    got = events((await client.post("/v1/responses", json=body)).text)
+    assert [name for name, _ in got] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        *["response.function_call_arguments.delta"] * 3,
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [data["sequence_number"] for _, data in got] == list(range(len(got)))
+    added, done = got[2][1]["item"], got[-2][1]["item"]
+    assert (added["type"], added["arguments"], added["call_id"]) == (
+        "function_call",
+        "",
+        done["call_id"],
+    )
+    pieces = "".join(d["delta"] for n, d in got if n == "response.function_call_arguments.delta")
+    assert msgspec.json.decode(pieces) == {"queue": "billing"}
+    assert got[-3][1]["arguments"] == pieces == done["arguments"]
+    assert got[-1][1]["response"]["output"] == [done]
+    stats = (await client.get("/_simulator/stats")).json()["models"][MODEL]
+    assert (stats["streams_started"], stats["streams_completed"]) == (1, 1)
+
+
+async def test_a_cut_tool_call_stream_is_counted_as_cut(client: Client) -> None:
+    await client.put(
+        f"/_simulator/models/{MODEL}",
+        json={"tool_call_rate": 1, "stream_chunks": 3, "cut_stream_after": 1},
+    )
+    body = {"model": MODEL, "input": REFUND, "tools": [ROUTE_TICKET], "stream": True}
+    with pytest.raises(LitestarException):  # the in-process client surfaces the abort
+        await client.post("/v1/responses", json=body)
+    stats = (await client.get("/_simulator/stats")).json()["models"][MODEL]
+    assert stats["streams_cut"] == 1

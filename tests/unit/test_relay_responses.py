@@ -54,8 +54,10 @@ async def test_the_request_goes_to_the_upstreams_responses_endpoint_with_the_var
         }
         response = await g.client.post("/v1/responses", json=body, headers=AUTH)
         assert response.status_code == 200, response.text
-        assert response.json() == response_json()  # relayed unchanged
+        # relayed unchanged but for the model (response_model: route) and what changed
+        assert response.json() == {**response_json(), "model": "triage"}
         assert response.headers["x-gateway-variant"] == "cand"
+        assert response.headers["x-gateway-overridden"] == "instructions,input.system,temperature"
     assert seen == [
         (
             "/v1/responses",

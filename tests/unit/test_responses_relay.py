@@ -107,7 +107,7 @@ def test_an_upstream_without_the_responses_api_is_refused_before_sending(tmp_pat
         {},
     )
     op = ResponsesOperation(config)
-    assert json.loads(op.payload(route(), variant(), {"model": "r", "input": "x"}, False))
+    assert json.loads(op.payload(route(), variant(), {"model": "r", "input": "x"}, False)[0])
     with pytest.raises(InvalidRequestError) as info:
         op.payload(route(), variant(upstream="old"), {"model": "r", "input": "x"}, False)
     assert info.value.code == "responses_api_unsupported"

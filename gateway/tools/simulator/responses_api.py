@@ -14,6 +14,15 @@ OpenAI's OpenAPI spec): one ``message`` output item with one ``output_text`` par
 ``response.content_part.done``, ``response.output_item.done``, ``response.completed`` (with the
 usage); no ``[DONE]``. ``cut_stream_after`` drops the connection after that many deltas;
 garbage is a ``data:`` line that is not JSON.
+
+A request offering function ``tools`` (the Responses API's flat ``{"type": "function", "name",
+"parameters"}``) may be answered with a call instead, exactly as chat decides it
+(:func:`~gateway.tools.simulator.tool_calls.plan_tool_call`: ``tool_call_rate``,
+``wrong_tool_rate``, ``bad_arguments_rate``, ``tool_choice``): one ``function_call`` output item
+(``call_id``, ``name``, ``arguments``). Streamed: ``response.output_item.added`` (the item with
+empty ``arguments``), one ``response.function_call_arguments.delta`` per piece,
+``response.function_call_arguments.done``, ``response.output_item.done``,
+``response.completed``.
 """
 
 from __future__ import annotations
@@ -36,8 +45,16 @@ from gateway.tools.simulator.chat import (
 )
 from gateway.tools.simulator.outcome import plan_outcome
 from gateway.tools.simulator.state import ModelStats
+from gateway.tools.simulator.tool_calls import PlannedToolCall, call_id, plan_tool_call
 
-__all__ = ["ResponsesRequest", "as_messages", "create_response", "response_object"]
+__all__ = [
+    "ResponsesRequest",
+    "as_chat_tools",
+    "as_messages",
+    "create_response",
+    "function_call_item",
+    "response_object",
+]
 
 _JSON = "application/json"
 GARBAGE_BODY = b'{"id": "resp_garbage", "object": "response", "output": [<html>oops'
@@ -50,6 +67,38 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     input: str | list[Any]
     instructions: str | None = None
     stream: bool | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+
+
+def as_chat_tools(tools: list[Any] | None, tool_choice: Any) -> tuple[list[Any] | None, Any]:
+    """The Responses API's ``tools`` and ``tool_choice`` in chat completions' shapes
+    (``{"type": "function", "function": {...}}``; a named choice
+    ``{"type": "function", "function": {"name": ...}}``), for ``plan_tool_call``."""
+    if tools is not None:
+        tools = [
+            {"type": "function", "function": tool}
+            if isinstance(tool, dict) and tool.get("type") == "function" and "function" not in tool
+            else tool
+            for tool in tools
+        ]
+    if isinstance(tool_choice, dict) and isinstance(tool_choice.get("name"), str):
+        tool_choice = {"type": "function", "function": {"name": tool_choice["name"]}}
+    return tools, tool_choice
+
+
+def function_call_item(
+    item_id: str, call: PlannedToolCall, call_id_: str, arguments: str, status: str
+) -> dict[str, Any]:
+    """A ``function_call`` output item (``arguments``: what has been written so far)."""
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id_,
+        "name": call.name,
+        "arguments": arguments,
+    }
 
 
 def as_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -96,15 +145,20 @@ def response_object(
     instructions: str | None,
     text: str | None,
     usage_obj: dict[str, Any] | None,
+    call: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``response`` object: ``completed`` with one message when ``text`` is given, else
-    ``in_progress`` with no output (the stream's first events)."""
-    output = [] if text is None else [_message(item_id, text, "completed")]
+    """A ``response`` object: ``completed`` with the ``function_call`` item ``call`` when given,
+    else with one message when ``text`` is given, else ``in_progress`` with no output (the
+    stream's first events)."""
+    if call is not None:
+        output = [call]
+    else:
+        output = [] if text is None else [_message(item_id, text, "completed")]
     return {
         "id": id_,
         "object": "response",
         "created_at": created_at,
-        "status": "in_progress" if text is None else "completed",
+        "status": "in_progress" if not output else "completed",
         "error": None,
         "incomplete_details": None,
         "instructions": instructions,
@@ -139,6 +193,7 @@ async def _stream_body(
     content: str,
     usage_obj: dict[str, Any],
     garbage: bool,
+    call: PlannedToolCall | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the events of one Responses stream and keep the stream counters (as chat's).
 
@@ -147,9 +202,6 @@ async def _stream_body(
     """
     stats.streams_started += 1
     ended = False
-    delay = behaviour.chunk_delay_ms
-    cut_after = behaviour.cut_stream_after
-    item_id = base["item_id"]
     pending = response_object(**base, text=None, usage_obj=None)
     seq = 0
     try:
@@ -157,64 +209,117 @@ async def _stream_body(
         seq += 1
         yield _event("response.in_progress", seq, {"response": pending})
         if garbage:
-            await _pause(delay)
+            await _pause(behaviour.chunk_delay_ms)
             yield responses.SSE_GARBAGE
             ended = True
             stats.streams_completed += 1
             return
-        at = {"output_index": 0, "item_id": item_id}
-        part = {"type": "output_text", "text": "", "annotations": []}
-        seq += 1
-        yield _event(
-            "response.output_item.added",
-            seq,
-            {"output_index": 0, "item": {**_message(item_id, "", "in_progress"), "content": []}},
-        )
-        seq += 1
-        yield _event("response.content_part.added", seq, {**at, "content_index": 0, "part": part})
-        for index, piece in enumerate(responses.split_content(content, behaviour.stream_chunks)):
-            if cut_after is not None and index >= cut_after:
-                break
-            await _pause(delay)
-            seq += 1
-            yield _event(
-                "response.output_text.delta",
-                seq,
-                {**at, "content_index": 0, "delta": piece, "logprobs": []},
-            )
-        if cut_after is not None:
-            ended = True
-            stats.streams_cut += 1
-            raise SimulatedStreamCut(f"stream cut after {cut_after} text deltas")
-        await _pause(delay)
-        seq += 1
-        yield _event(
-            "response.output_text.done",
-            seq,
-            {**at, "content_index": 0, "text": content, "logprobs": []},
-        )
-        seq += 1
-        yield _event(
-            "response.content_part.done",
-            seq,
-            {**at, "content_index": 0, "part": {**part, "text": content}},
-        )
-        seq += 1
-        yield _event(
-            "response.output_item.done",
-            seq,
-            {"output_index": 0, "item": _message(item_id, content, "completed")},
-        )
-        seq += 1
-        done = response_object(**base, text=content, usage_obj=usage_obj)
-        yield _event("response.completed", seq, {"response": done})
+        if call is not None:
+            async for event in _call_events(behaviour, base, call, usage_obj, seq):
+                yield event
+        else:
+            async for event in _text_events(behaviour, base, content, usage_obj, seq):
+                yield event
         stats.prompt_tokens += usage_obj["input_tokens"]
         stats.completion_tokens += usage_obj["output_tokens"]
         ended = True
         stats.streams_completed += 1
+    except SimulatedStreamCut:
+        ended = True
+        stats.streams_cut += 1
+        raise
     finally:
         if not ended:
             stats.streams_disconnected += 1
+
+
+async def _call_events(
+    behaviour: ModelBehaviour,
+    base: dict[str, Any],
+    call: PlannedToolCall,
+    usage_obj: dict[str, Any],
+    seq: int,
+) -> AsyncIterator[bytes]:
+    """The events of a streamed function call, after ``response.in_progress`` (``seq``)."""
+    delay, cut_after = behaviour.chunk_delay_ms, behaviour.cut_stream_after
+    item_id, call_id_ = base["item_id"], call_id()
+    at = {"output_index": 0, "item_id": item_id}
+    seq += 1
+    added = function_call_item(item_id, call, call_id_, "", "in_progress")
+    yield _event("response.output_item.added", seq, {"output_index": 0, "item": added})
+    for index, piece in enumerate(responses.split_content(call.arguments, behaviour.stream_chunks)):
+        if cut_after is not None and index >= cut_after:
+            break
+        await _pause(delay)
+        seq += 1
+        yield _event("response.function_call_arguments.delta", seq, {**at, "delta": piece})
+    if cut_after is not None:
+        raise SimulatedStreamCut(f"stream cut after {cut_after} argument deltas")
+    await _pause(delay)
+    seq += 1
+    yield _event("response.function_call_arguments.done", seq, {**at, "arguments": call.arguments})
+    done = function_call_item(item_id, call, call_id_, call.arguments, "completed")
+    seq += 1
+    yield _event("response.output_item.done", seq, {"output_index": 0, "item": done})
+    seq += 1
+    finished = response_object(**base, text=None, usage_obj=usage_obj, call=done)
+    yield _event("response.completed", seq, {"response": finished})
+
+
+async def _text_events(
+    behaviour: ModelBehaviour,
+    base: dict[str, Any],
+    content: str,
+    usage_obj: dict[str, Any],
+    seq: int,
+) -> AsyncIterator[bytes]:
+    """The events of a streamed text answer, after ``response.in_progress`` (``seq``)."""
+    delay, cut_after = behaviour.chunk_delay_ms, behaviour.cut_stream_after
+    item_id = base["item_id"]
+    at = {"output_index": 0, "item_id": item_id}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    seq += 1
+    yield _event(
+        "response.output_item.added",
+        seq,
+        {"output_index": 0, "item": {**_message(item_id, "", "in_progress"), "content": []}},
+    )
+    seq += 1
+    yield _event("response.content_part.added", seq, {**at, "content_index": 0, "part": part})
+    for index, piece in enumerate(responses.split_content(content, behaviour.stream_chunks)):
+        if cut_after is not None and index >= cut_after:
+            break
+        await _pause(delay)
+        seq += 1
+        yield _event(
+            "response.output_text.delta",
+            seq,
+            {**at, "content_index": 0, "delta": piece, "logprobs": []},
+        )
+    if cut_after is not None:
+        raise SimulatedStreamCut(f"stream cut after {cut_after} text deltas")
+    await _pause(delay)
+    seq += 1
+    yield _event(
+        "response.output_text.done",
+        seq,
+        {**at, "content_index": 0, "text": content, "logprobs": []},
+    )
+    seq += 1
+    yield _event(
+        "response.content_part.done",
+        seq,
+        {**at, "content_index": 0, "part": {**part, "text": content}},
+    )
+    seq += 1
+    yield _event(
+        "response.output_item.done",
+        seq,
+        {"output_index": 0, "item": _message(item_id, content, "completed")},
+    )
+    seq += 1
+    done = response_object(**base, text=content, usage_obj=usage_obj)
+    yield _event("response.completed", seq, {"response": done})
 
 
 async def _pause(milliseconds: float) -> None:
@@ -259,13 +364,16 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
     garbage = outcome.kind == "garbage"
     if garbage:
         stats.garbage_injected += 1
+    tools, tool_choice = as_chat_tools(parsed.tools, parsed.tool_choice)
+    call = plan_tool_call(behaviour, tools, tool_choice, outcome.content, state.rng)
+    answered = call.name + call.arguments if call else outcome.content
     usage_obj = _usage(
         responses.count_prompt_tokens(messages),
-        responses.count_completion_tokens(outcome.content),
+        responses.count_completion_tokens(answered),
     )
     base: dict[str, Any] = {
         "id_": f"resp_{uuid.uuid4().hex}",
-        "item_id": f"msg_{uuid.uuid4().hex}",
+        "item_id": f"{'fc' if call else 'msg'}_{uuid.uuid4().hex}",
         "created_at": responses.now(),
         "model": parsed.model,
         "instructions": parsed.instructions,
@@ -278,6 +386,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
             content=outcome.content,
             usage_obj=usage_obj,
             garbage=garbage,
+            call=call,
         )
         return Stream(
             body,
@@ -288,5 +397,8 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
         return Response(GARBAGE_BODY, media_type=_JSON)
     stats.prompt_tokens += usage_obj["input_tokens"]
     stats.completion_tokens += usage_obj["output_tokens"]
-    payload = response_object(**base, text=outcome.content, usage_obj=usage_obj)
+    item = None
+    if call is not None:
+        item = function_call_item(base["item_id"], call, call_id(), call.arguments, "completed")
+    payload = response_object(**base, text=outcome.content, usage_obj=usage_obj, call=item)
     return Response(msgspec.json.encode(payload), media_type=_JSON)
