@@ -1,7 +1,7 @@
 """The official OpenAI Node SDK (``openai`` on npm, pinned in tests/node/package-lock.json)
 against a gateway and a simulator over real TCP: chat, embeddings, completions, model look-ups.
 
-``scripts/check`` installs the SDK (``npm ci`` in tests/node). Skipped only when ``node`` is missing.
+``scripts/check`` installs the SDK (``npm ci`` in tests/node). Skipped only without ``node``.
 """
 
 from __future__ import annotations
