@@ -1,10 +1,11 @@
 """The raw floor (issue 11): the least a Python proxy on this stack costs per request.
 
 A bare ASGI callable on uvicorn (uvloop, httptools) forwarding the request body on one pooled
-``aiohttp.ClientSession`` (TCPConnector limit 512 and 30 s keep-alive, the gateway's upstream
-pool settings) and relaying the answer: chunk by chunk when the body asks for a stream, read in
-full otherwise. ``--litestar`` puts the same callable behind Litestar's ``@asgi`` handler;
-``from_environment`` serves it on another server (bench/stack.py: granian).
+``aiohttp.ClientSession`` (TCPConnector limit 512, as the gateway's upstream pool, and 30 s
+keep-alive: under load no connection is idle) and relaying the answer: chunk by chunk when the
+body asks for a stream, read in full otherwise. ``--litestar`` puts the same callable behind
+Litestar's ``@asgi`` handler; ``from_environment`` serves it on another server
+(bench/stack.py: granian).
 
     .venv/bin/python bench/raw_floor.py --port 18091 --upstream http://127.0.0.1:18080/v1
 """

@@ -44,7 +44,14 @@ class UpstreamSettings(BaseModel):
     )
     max_connections: int = Field(512, ge=1, description="Connections per upstream at most.")
     max_keepalive_connections: int = Field(128, ge=0)
-    keepalive_expiry_s: float = Field(30.0, gt=0)
+    keepalive_expiry_s: float = Field(
+        4.0,
+        gt=0,
+        description="Idle upstream connections are not reused after this many seconds. Below "
+        "the 5 s keep-alive of uvicorn (vLLM, LiteLLM, this project's simulator) and Node "
+        "servers, so the gateway never sends on a connection the upstream is closing (that race "
+        "made a request fail over with reason connect).",
+    )
     connect_timeout_s: float = Field(5.0, gt=0)
     pool_timeout_s: float = Field(5.0, gt=0, description="Wait for a free connection, then 503.")
     max_event_bytes: int = Field(
