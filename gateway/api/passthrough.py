@@ -40,7 +40,6 @@ from gateway.errors import (
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
-    PoolExhaustedError,
     UpstreamError,
     UpstreamEventTooLargeError,
     UpstreamProtocolError,
@@ -317,14 +316,6 @@ class PassthroughASGI:
             if inflight is not None:
                 inflight.dec()
 
-    def _count_upstream_error(self, exc: UpstreamError, upstream: str, rec: RequestRecord) -> None:
-        """The upstream counters an error feeds (as chat's)."""
-        if isinstance(exc, PoolExhaustedError):
-            self._metrics.pool_exhausted_by_upstream[upstream].inc()
-            rec.pool_exhausted = True
-        elif isinstance(exc, UpstreamEventTooLargeError):
-            self._metrics.events_too_large_by_upstream[upstream].inc()
-
     async def _unary(
         self,
         variant: Variant,
@@ -342,12 +333,10 @@ class PassthroughASGI:
                 trace_headers=trace_headers,
             )
         except UpstreamError as exc:
-            self._count_upstream_error(exc, variant.upstream, rec)
+            self._telemetry.attempt_failed(rec, variant.upstream, exc)
             raise
         finally:
-            spent = self._clock() - t0
-            rec.upstream_seconds += spent
-            rec.attempt_seconds += spent
+            rec.add_upstream(self._clock() - t0)
         try:
             usage = _decode_usage(answer.content).usage
         except msgspec.DecodeError:
@@ -384,12 +373,10 @@ class PassthroughASGI:
                 trace_headers=trace_headers,
             )
         except UpstreamError as exc:
-            self._count_upstream_error(exc, variant.upstream, rec)
+            self._telemetry.attempt_failed(rec, variant.upstream, exc)
             raise
         finally:
-            spent = self._clock() - t0
-            rec.upstream_seconds += spent
-            rec.attempt_seconds += spent
+            rec.add_upstream(self._clock() - t0)
         headers = self._headers(rec)
         headers += _SSE_HEADERS
         events = self._relay(opened, variant, rec, wants_usage, inflight)
@@ -434,7 +421,7 @@ class PassthroughASGI:
                     try:
                         events = decoder.feed(chunk)
                     except SSEEventTooLarge as exc:
-                        self._metrics.events_too_large_by_upstream[upstream].inc()
+                        self._telemetry.event_too_large(upstream)
                         failed = UpstreamEventTooLargeError(
                             f"upstream '{upstream}' sent a stream event larger than "
                             f"{exc.limit} bytes",

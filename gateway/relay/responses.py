@@ -194,10 +194,7 @@ class ResponsesStream(StreamMachine):
             try:
                 view = _decode_event(data)
             except msgspec.DecodeError:
-                self.failed = UpstreamProtocolError(
-                    f"upstream '{self.upstream}' sent an invalid stream event",
-                    upstream=self.upstream,
-                )
+                self.failed = self.invalid_event()
                 break
             if view.sequence_number is not None:
                 self.sequence = view.sequence_number

@@ -121,6 +121,12 @@ class StreamMachine:
             return b""
         return self.error_event(failed)
 
+    def invalid_event(self) -> UpstreamProtocolError:
+        """The failure of a stream whose event is not what the operation expects."""
+        return UpstreamProtocolError(
+            f"upstream '{self.upstream}' sent an invalid stream event", upstream=self.upstream
+        )
+
     def error_event(self, failed: GatewayError) -> bytes:
         """The event that tells the client its stream failed (OpenAI's error envelope)."""
         return sse_error_event(failed.message, failed.code or "upstream_error")
@@ -183,10 +189,7 @@ class ChatStream(StreamMachine):
             try:
                 view = decode_chunk(data)
             except msgspec.DecodeError:
-                self.failed = UpstreamProtocolError(
-                    f"upstream '{self.upstream}' sent an invalid stream event",
-                    upstream=self.upstream,
-                )
+                self.failed = self.invalid_event()
                 break
             if view.error is not None:
                 self.failed = UpstreamError(
