@@ -293,14 +293,15 @@ def test_guard_rollback_posts_one_json_notice_to_the_webhook(
 def test_answers_slower_than_the_latency_slo_count_as_guard_failures(
     in_sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
 ) -> None:
-    """``latency_slo_s: 0.05`` and a 150 ms candidate: every candidate outcome fails; in
-    observe mode the guard records the trip but the flag stays active."""
+    """``latency_slo_s: 0.02`` and a candidate that waits 40 ms before answering: every
+    candidate outcome fails (no clock race: the wait is a floor); in observe mode the guard
+    records the trip but the flag stays active."""
     sim = in_sim
-    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=150)
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=40)
     routes = routes_yaml(
         sim.url,
         weight=100_000,
-        route_extra="guard: {mode: observe, min_samples: 20, latency_slo_s: 0.05}",
+        route_extra="guard: {mode: observe, min_samples: 20, latency_slo_s: 0.02}",
     )
     with (
         start_in_process(loop_thread, tmp_path, routes, sim, env=GUARD_ENV) as gw,

@@ -229,7 +229,7 @@ def test_slow_shadow_answers_count_as_guard_failures_under_the_latency_slo(
 ) -> None:
     """``latency_slo_s`` holds for the candidate in shadow mode too: its background answers,
     slower than the SLO, are counted by the guard as failures (observe mode: no rollback)."""
-    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=150)
+    sim.set_behaviour(CANDIDATE_MODEL, latency_ms=100)  # a floor: always slower than the SLO
     routes = routes_yaml(
         sim.url,
         weight=100_000,
