@@ -46,7 +46,12 @@ from gateway.api.openai import (
     to_response,
 )
 from gateway.api.ops import ops_handlers
-from gateway.api.passthrough import COMPLETIONS_PATH, EMBEDDINGS_PATH, PassthroughASGI
+from gateway.api.passthrough import (
+    COMPLETIONS_PATH,
+    EMBEDDINGS_PATH,
+    PassthroughASGI,
+    passthrough_method_handlers,
+)
 from gateway.auth import AdminAuth, KeyRing
 from gateway.config import GatewayConfig, load_config
 from gateway.console import TEMPLATE_DIR
@@ -430,6 +435,7 @@ def create_app(
     app = app_class(
         route_handlers=[
             *openai_handlers(gw),
+            *passthrough_method_handlers(),
             *ops_handlers(gw),
             *admin_handlers(gw),
             *console_handlers(gw),

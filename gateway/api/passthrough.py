@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import anyio
 import msgspec
+from litestar import post
 
 from gateway.api.disconnect import DisconnectWatch
 from gateway.api.intake import read_body
@@ -58,12 +59,33 @@ __all__ = [
     "EMBEDDINGS_PATH",
     "Operation",
     "PassthroughASGI",
+    "passthrough_method_handlers",
     "passthrough_route",
 ]
 
 EMBEDDINGS_PATH = "/v1/embeddings"
 COMPLETIONS_PATH = "/v1/completions"
 Operation = Literal["embeddings", "completions"]
+
+
+def passthrough_method_handlers() -> list[Any]:
+    """Litestar ``POST`` handlers registered at :data:`EMBEDDINGS_PATH` and
+    :data:`COMPLETIONS_PATH` so that Litestar's router knows both paths: any other method is a
+    405 with ``Allow`` in OpenAI's envelope (and ``OPTIONS`` is answered), as on the chat path.
+    Every ``POST`` is answered by :class:`PassthroughASGI` before Litestar sees it, so the
+    handlers themselves are never called; if one were, it raises (a 500 through the app's
+    one boundary for the unexpected)."""
+
+    async def not_dispatched() -> None:
+        raise RuntimeError("POST on a pass-through path reached Litestar: the raw path is unset")
+
+    return [
+        post(path, status_code=200, include_in_schema=False, name=f"passthrough-{operation}")(
+            not_dispatched
+        )
+        for path, operation in ((EMBEDDINGS_PATH, "embeddings"), (COMPLETIONS_PATH, "completions"))
+    ]
+
 
 _SSE_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 

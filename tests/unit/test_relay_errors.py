@@ -98,12 +98,14 @@ async def test_an_error_before_the_variant_is_chosen_carries_only_the_route(
         assert "x-gateway-decision" not in response.headers
 
 
-async def test_a_wrong_method_is_405_with_allow(tmp_path: Path) -> None:
-    """GET on the chat endpoint: 405 in OpenAI's envelope, with the Allow header."""
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions"]
+)
+async def test_a_wrong_method_is_405_with_allow(tmp_path: Path, path: str) -> None:
+    """GET on a POST endpoint (the raw data plane's included): 405 in OpenAI's envelope,
+    with the Allow header."""
     async with in_process_gateway(tmp_path, failing) as g:
-        response = await g.client.get(
-            "/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"}
-        )
+        response = await g.client.get(path, headers={"authorization": f"Bearer {CLIENT_KEY}"})
         assert response.status_code == 405
         assert "POST" in response.headers["allow"]
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
