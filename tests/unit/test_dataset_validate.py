@@ -3,7 +3,7 @@
 Most tests call :func:`validate_dataset` on small files written to ``tmp_path``; each file is
 padded with ten distinct clean examples so that only the problem under test shows. The command
 line is exercised with typer's runner (exit codes, ``--json``, the sample data), and the memory
-bound with a 50 MB file validated in a child process that reports its own peak RSS growth.
+bound with a 16 MiB file validated in a child process that reports its own peak RSS growth.
 """
 
 from __future__ import annotations
@@ -352,13 +352,15 @@ print(result.examples, result.errors, (after - before) * 1024)
 """
 
 
-def test_a_50_mb_file_validates_in_bounded_memory(tmp_path: Path) -> None:
-    """Peak RSS grows by far less than the file (Linux reports ru_maxrss in KiB)."""
+def test_a_16_mb_file_validates_in_bounded_memory(tmp_path: Path) -> None:
+    """Peak RSS grows by less than half the file (Linux reports ru_maxrss in KiB): a validator
+    that held the file, or its parsed lines, would grow by more than the file itself. 16 MiB
+    proves it as 50 did (0 bytes of growth measured for both), in a third of the time."""
     path = tmp_path / "big.jsonl"
     size = 0
     count = 0
     with path.open("w", encoding="utf-8") as out:
-        while size < 50 * 1024 * 1024:
+        while size < 16 * 1024 * 1024:
             ticket = f"Ticket {count}: the dashboard fails " + "and keeps failing again " * (
                 count % 40
             )
@@ -376,7 +378,7 @@ def test_a_50_mb_file_validates_in_bounded_memory(tmp_path: Path) -> None:
     )
     examples, errors, growth = (int(part) for part in proc.stdout.split())
     assert (examples, errors) == (count, 0)
-    assert growth < 25 * 1024 * 1024, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert growth < 8 * 1024 * 1024, f"peak RSS grew by {growth / 2**20:.1f} MiB"
 
 
 def test_piped_problems_keep_every_message_whole_one_problem_a_line(tmp_path: Path) -> None:
