@@ -20,8 +20,6 @@ from tests.inprocess_sim import (
 )
 from tests.processes import ADMIN_KEY
 
-pytestmark = pytest.mark.e2e
-
 APP = "https://app.example"
 EVIL = "https://evil.example"
 CHAT = {"model": "support-triage", "messages": [{"role": "user", "content": TICKET}]}

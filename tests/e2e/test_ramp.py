@@ -34,8 +34,6 @@ from tests.inprocess_sim import (
 )
 from tests.processes import ADMIN_KEY, CANDIDATE_MODEL, routes_yaml
 
-pytestmark = pytest.mark.e2e
-
 ROUTE = "support-triage"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 RAMP = """
