@@ -301,6 +301,46 @@ async def test_a_shadow_call_is_a_client_span_of_its_own_in_the_request_trace(
     assert dict(upstream.calls)[CANDIDATE]["traceparent"] == traceparent_of(shadow)
 
 
+async def test_a_responses_shadow_call_is_a_chat_client_span_with_its_usage(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        model = json.loads(request.content)["model"]
+        return httpx.Response(
+            200,
+            json={
+                "id": f"resp_{model}",
+                "object": "response",
+                "model": model,
+                "output": [],
+                "usage": {"input_tokens": 6, "output_tokens": 2},
+            },
+        )
+
+    upstream = Upstream(answer)
+    routes = routes_text() + "    shadow: {share: 1.0, max_concurrency: 4}\n"
+    auth = {"authorization": "Bearer sk-inproc-client-7f3a", "traceparent": TRACEPARENT}
+    async with in_process_gateway(
+        tmp_path, upstream, routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        response = await g.client.post(
+            "/v1/responses", json={"model": "triage", "input": "hi"}, headers=auth
+        )
+        assert response.headers["x-gateway-decision"] == "shadow"
+        await asyncio.gather(*g.gw.shadow._tasks)
+    spans = exporter.get_finished_spans()
+    server = the_server_span(spans)
+    (shadow,) = by_name(spans, f"chat {CANDIDATE}")
+    assert shadow.parent is not None
+    assert shadow.parent.span_id == server.context.span_id
+    assert shadow.attributes is not None
+    assert shadow.attributes["gateway.decision"] == "shadow"
+    assert shadow.attributes["gen_ai.response.model"] == CANDIDATE
+    assert shadow.attributes["gen_ai.usage.input_tokens"] == 6
+    assert shadow.attributes["gen_ai.usage.output_tokens"] == 2
+    assert dict(upstream.calls)[CANDIDATE]["traceparent"] == traceparent_of(shadow)
+
+
 async def test_an_unsampled_caller_gets_no_spans_but_its_trace_reaches_the_upstream(
     tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
