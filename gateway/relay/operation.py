@@ -6,7 +6,7 @@ An operation says how to read the client's body (:meth:`Operation.parse`), how t
 upstream's body for a variant (:meth:`Operation.payload`, the one place a payload is built),
 how to read a unary answer (:meth:`Operation.answer`) and how to follow a stream
 (:meth:`Operation.stream`, a :class:`~gateway.relay.stream.StreamMachine`). Shadow calls
-(:mod:`gateway.quality.shadow`) use the same three: :meth:`Operation.offers` (may the
+(:mod:`gateway.quality.shadow`) need only :meth:`Operation.offers` (may the
 candidate's upstream be asked), :meth:`Operation.payload` (non-streaming) and
 :meth:`Operation.answer` (the answer the contract judges and compares).
 """
