@@ -288,7 +288,7 @@ def build_gateway(
         guard,
         RecentRequests(settings.feedback_max_requests, settings.feedback_ttl_s),
     )
-    shadow = ShadowRunner(upstreams, quality, metrics, logger, tracing=tracing)
+    shadow = ShadowRunner(upstreams, quality, telemetry, logger, tracing=tracing)
     relay = Relay(
         config,
         latch,

@@ -20,6 +20,15 @@ for completions) and the routes file's ``prices``; the reply carries ``x-request
 event read before the 200, as for chat: :mod:`gateway.upstream.stream_start`); the gateway asks
 the upstream for usage (``stream_options.include_usage``) and drops that extra chunk for a
 client that did not ask; a stream that breaks after its headers ends in an SSE error event.
+
+With tracing on, the upstream call is a client span of its own (as a chat attempt's:
+:meth:`gateway.telemetry.tracing.Tracing.start_attempt`), a child of the server span, named
+``embeddings {model}`` or ``text_completion {model}`` (the GenAI conventions' operation names),
+with ``gateway.variant`` and ``gateway.decision`` ``passthrough``; it ends with the answer (a
+stream's with the stream) carrying ``gen_ai.usage.input_tokens`` (and ``output_tokens`` for
+completions), ``gen_ai.response.model`` / ``gen_ai.response.id`` of a unary answer, or
+``error.type``; its context is what the upstream gets. With tracing off the caller's trace
+headers are forwarded as they came.
 """
 
 from __future__ import annotations
@@ -106,6 +115,14 @@ class _UsageOnly(msgspec.Struct):
     usage: Usage | None = None
 
 
+class _Traced(msgspec.Struct):
+    """What a unary answer's client span records (read only with tracing on)."""
+
+    usage: Usage | None = None
+    model: str | None = None
+    id: str | None = None
+
+
 class _TextChoice(msgspec.Struct):
     index: int = 0
     text: str | None = None
@@ -121,6 +138,7 @@ class _TextChunk(msgspec.Struct):
 
 _decode_head = msgspec.json.Decoder(_Head).decode
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
+_decode_traced = msgspec.json.Decoder(_Traced).decode
 _decode_text_chunk = msgspec.json.Decoder(_TextChunk).decode
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
@@ -238,8 +256,6 @@ class PassthroughASGI:
                 given_id = value
             elif name in FORWARDED_HEADERS:  # traceparent, tracestate, baggage
                 trace_headers = forwarded(trace_headers, name, value)
-        if self._tracing is not None:  # the server span's context instead
-            trace_headers = Tracing.outgoing()
         request_id = new_request_id(None if given_id is None else given_id.decode("latin-1"))
         rec = RequestRecord(request_id, started, operation=self._operation)
         try:
@@ -297,6 +313,29 @@ class PassthroughASGI:
             (b"x-gateway-overhead-ms", b"%.3f" % overhead),
         ]
 
+    def _start_span(
+        self, rec: RequestRecord, variant: Variant, trace_headers: dict[str, str] | None
+    ) -> tuple[Any, dict[str, str] | None]:
+        """The upstream call's client span and the trace headers to send: ``(None,
+        trace_headers)`` with tracing off, else a new span and its own context."""
+        if self._tracing is None:
+            return None, trace_headers
+        assert rec.route is not None
+        return self._tracing.start_attempt(
+            operation=self._operation,
+            route=rec.route,
+            variant=variant.name,
+            upstream=variant.upstream,
+            model=variant.model,
+            decision="passthrough",
+            rollout_id=None,
+        )
+
+    def _span_usage(self, rec: RequestRecord) -> tuple[int | None, int | None]:
+        """The span's usage: input tokens, and output tokens for completions only."""
+        output = rec.output_tokens if self._operation == "completions" else None
+        return rec.input_tokens, output
+
     async def _answer(
         self, raw: bytes, rec: RequestRecord, trace_headers: dict[str, str] | None = None
     ) -> Reply:
@@ -346,29 +385,56 @@ class PassthroughASGI:
         trace_headers: dict[str, str] | None = None,
     ) -> Reply:
         client = self._upstreams[variant.upstream]
+        span, sent = self._start_span(rec, variant, trace_headers)
         t0 = self._clock()
         try:
-            answer = await client.send(
-                raw,
-                request_id=rec.request_id,
-                path=self._upstream_path,
-                trace_headers=trace_headers,
-            )
+            if span is None:
+                answer = await client.send(
+                    raw, request_id=rec.request_id, path=self._upstream_path, trace_headers=sent
+                )
+            else:  # current while it runs: HTTP client instrumentation nests under it
+                with Tracing.current(span):
+                    answer = await client.send(
+                        raw, request_id=rec.request_id, path=self._upstream_path, trace_headers=sent
+                    )
         except UpstreamError as exc:
+            if span is not None:
+                Tracing.failed(span, exc)
             self._telemetry.attempt_failed(rec, variant.upstream, exc)
+            raise
+        except BaseException as exc:  # the client left (cancelled), or a bug
+            if span is not None:
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                Tracing.failed(span, exc, "the client closed the request" if cancelled else None)
             raise
         finally:
             rec.add_upstream(self._clock() - t0)
         try:
-            usage = _decode_usage(answer.content).usage
+            if span is None:
+                usage = _decode_usage(answer.content).usage
+            else:
+                traced = _decode_traced(answer.content)
+                usage = traced.usage
         except msgspec.DecodeError:
-            raise UpstreamProtocolError(
+            invalid = UpstreamProtocolError(
                 f"upstream '{variant.upstream}' answered with invalid JSON",
                 upstream=variant.upstream,
-            ) from None
+            )
+            if span is not None:
+                Tracing.failed(span, invalid)
+            raise invalid from None
         if usage is not None:
             rec.input_tokens = usage.prompt_tokens
             rec.output_tokens = usage.completion_tokens
+        if span is not None:
+            inputs, outputs = self._span_usage(rec) if usage is not None else (None, None)
+            Tracing.succeeded(
+                span,
+                response_model=traced.model,
+                response_id=traced.id,
+                input_tokens=inputs,
+                output_tokens=outputs,
+            )
         rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
         if self._log_payloads and self._operation == "completions":
             rec.completion = _first_text(answer.content)
@@ -386,22 +452,36 @@ class PassthroughASGI:
         trace_headers: dict[str, str] | None = None,
     ) -> Reply:
         client = self._upstreams[variant.upstream]
+        span, sent = self._start_span(rec, variant, trace_headers)
         t0 = self._clock()
         try:
-            opened = await client.open_stream(
-                body,
-                request_id=rec.request_id,
-                path=self._upstream_path,
-                trace_headers=trace_headers,
-            )
+            if span is None:
+                opened = await client.open_stream(
+                    body, request_id=rec.request_id, path=self._upstream_path, trace_headers=sent
+                )
+            else:
+                with Tracing.current(span):
+                    opened = await client.open_stream(
+                        body,
+                        request_id=rec.request_id,
+                        path=self._upstream_path,
+                        trace_headers=sent,
+                    )
         except UpstreamError as exc:
+            if span is not None:
+                Tracing.failed(span, exc)
             self._telemetry.attempt_failed(rec, variant.upstream, exc)
+            raise
+        except BaseException as exc:
+            if span is not None:
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                Tracing.failed(span, exc, "the client closed the request" if cancelled else None)
             raise
         finally:
             rec.add_upstream(self._clock() - t0)
         headers = self._headers(rec)
         headers += _SSE_HEADERS
-        events = self._relay(opened, variant, rec, wants_usage, inflight)
+        events = self._relay(opened, variant, rec, wants_usage, inflight, span)
         return Reply(200, headers, media_type="text/event-stream", stream=events)
 
     async def _relay(
@@ -411,10 +491,11 @@ class PassthroughASGI:
         rec: RequestRecord,
         wants_usage: bool,
         inflight: Any,
+        span: Any = None,
     ) -> AsyncIterator[bytes]:
         """Relay the upstream's events as they arrive (first those read while opening); end in
         ``[DONE]`` or an error event. Tokens from the usage chunk, which a client that did not
-        ask for it never sees."""
+        ask for it never sees. ``span``: the call's client span (tracing on), ended here."""
         decoder, chunks = opened.decoder, opened.chunks
         pending: list[bytes] | None = opened.events
         upstream = variant.upstream
@@ -505,6 +586,15 @@ class PassthroughASGI:
             rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
             if parts is not None:
                 rec.completion = "".join(parts)
+            if span is not None:
+                if failed is not None:
+                    Tracing.failed(span, failed)
+                elif rec.client_disconnected:
+                    Tracing.failed(span, asyncio.CancelledError(), "the client closed the request")
+                else:
+                    counted = rec.input_tokens or rec.output_tokens
+                    inputs, outputs = self._span_usage(rec) if counted else (None, None)
+                    Tracing.succeeded(span, input_tokens=inputs, output_tokens=outputs)
             inflight.dec()
             self._telemetry.finish(rec)
 

@@ -1,12 +1,26 @@
 """Shadow mode: the fallback serves the client; the candidate answers the same request in the
 background so its quality can be judged on live traffic before any user sees it.
 
+Both routed operations are mirrored: a chat completion is asked of the candidate as a chat
+completion, a ``POST /v1/responses`` as a Responses API request. The operation
+(:class:`~gateway.relay.operation.Operation`) supplies the candidate's payload (always
+non-streaming, even for a client that streamed), the endpoint and how to read the answer (its
+text, tool or function calls and refusal, as the contract judges them); everything else is the
+same for both. A candidate whose upstream does not offer the operation
+(``responses_api: false`` for ``/v1/responses``) is not called: the comparison is counted as
+``skipped``.
+
 A shadow call starts only after the client's answer is complete, so it never delays the client;
 at most ``max_concurrency`` run at once per route (extra ones are skipped, not queued). The
 candidate's answer is checked against the contract, compared with the fallback's
 (``gateway_shadow_comparisons_total{route,result=agree|disagree|error|skipped}``) and counted
 by the guard. After 3 upstream errors in a row the route's shadow calls pause for 10 s (then one
 call probes), so a candidate whose upstream is down is not hammered.
+
+Each shadow call is a real upstream call that costs tokens: telemetry counts it
+(:meth:`gateway.telemetry.Telemetry.shadow_call`) in the GenAI client metrics under the
+candidate's labels, in ``gateway_tokens_total`` / ``gateway_cost_usd_total``, and alone in
+``gateway_shadow_tokens_total`` / ``gateway_shadow_cost_usd_total``.
 """
 
 from __future__ import annotations
@@ -16,19 +30,22 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.config import Route, Variant
-from gateway.errors import UpstreamError
-from gateway.quality.answer import Answer, answer_from_message
+from gateway.errors import UpstreamError, UpstreamProtocolError
+from gateway.quality.answer import Answer
 from gateway.quality.contract import Contract
 from gateway.quality.monitor import QualityMonitor
-from gateway.routing.payload import build_payload
-from gateway.telemetry import Metrics
+from gateway.telemetry import Telemetry
 from gateway.telemetry.tracing import Tracing
-from gateway.upstream import UpstreamPool, decode_completion
+from gateway.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from gateway.relay.operation import Answer as Reply
+    from gateway.relay.operation import Operation
 
 __all__ = ["ShadowRunner"]
 
@@ -53,7 +70,7 @@ class ShadowRunner:
         self,
         upstreams: UpstreamPool,
         monitor: QualityMonitor,
-        metrics: Metrics,
+        telemetry: Telemetry,
         logger: Any,
         *,
         rng: random.Random | None = None,
@@ -64,7 +81,7 @@ class ShadowRunner:
         self._tracing = tracing
         self._upstreams = upstreams
         self._monitor = monitor
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._log = logger
         self._rng = rng or random.Random()  # noqa: S311 -- sampling, not security
         self._clock = clock
@@ -75,12 +92,14 @@ class ShadowRunner:
         state = self._routes.get(route)
         if state is None:
             state = self._routes[route] = _RouteShadow()
+            comparisons = self._telemetry.metrics.shadow_comparisons
             for result in ("agree", "disagree", "error", "skipped"):
-                state.children[result] = self._metrics.shadow_comparisons.labels(route, result)
+                state.children[result] = comparisons.labels(route, result)
         return state
 
     def offer(
         self,
+        op: Operation,
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
@@ -90,7 +109,12 @@ class ShadowRunner:
         *,
         trace_headers: dict[str, str] | None = None,
     ) -> None:
-        """Maybe start a background candidate call for a request the fallback answered.
+        """Maybe start a background candidate call of ``op`` for a request the fallback
+        answered (``served``: the fallback's answer as the contract reads it).
+
+        Skipped (counted ``skipped``) when the route's calls are at ``max_concurrency`` or
+        paused, or when ``candidate``'s upstream does not offer ``op``
+        (:meth:`~gateway.relay.operation.Operation.offers`).
 
         The call runs in a task that inherits the request's context: with tracing on its
         client span is a child of the request's server span (and outlives it); with tracing
@@ -99,21 +123,50 @@ class ShadowRunner:
         if shadow is None or self._rng.random() >= shadow.share:
             return
         state = self._state(route.name)
-        if state.inflight >= shadow.max_concurrency or self._clock() < state.paused_until:
+        if (
+            state.inflight >= shadow.max_concurrency
+            or self._clock() < state.paused_until
+            or not op.offers(candidate)
+        ):
             state.children["skipped"].inc()
             return
         state.inflight += 1
         task = asyncio.create_task(
             self._call(
-                route, candidate, body, served, rollout_id, request_id, state, trace_headers
+                op, route, candidate, body, served, rollout_id, request_id, state, trace_headers
             ),
             name=f"shadow:{route.name}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _ask(
+        self,
+        op: Operation,
+        route: Route,
+        candidate: Variant,
+        body: dict[str, Any],
+        request_id: str,
+        trace_headers: dict[str, str] | None,
+    ) -> tuple[Reply | None, float]:
+        """One non-streaming call of ``op`` to the candidate: its answer (``None``: a body
+        that is not one) and the seconds it took. Raises UpstreamError."""
+        built = op.payload(route, candidate, body, False)
+        payload = built if isinstance(built, bytes) else built[0]
+        client = self._upstreams[candidate.upstream]
+        started = self._clock()
+        response = await client.send(
+            payload, request_id=request_id, path=op.path, trace_headers=trace_headers
+        )
+        seconds = self._clock() - started
+        try:
+            return op.answer(response.content), seconds
+        except msgspec.DecodeError:
+            return None, seconds
+
     async def _call(
         self,
+        op: Operation,
         route: Route,
         candidate: Variant,
         body: dict[str, Any],
@@ -126,7 +179,7 @@ class ShadowRunner:
         span: Any = None
         if self._tracing is not None:
             span, trace_headers = self._tracing.start_attempt(
-                operation="chat",
+                operation=op.name,
                 route=route.name,
                 variant=candidate.name,
                 upstream=candidate.upstream,
@@ -134,33 +187,37 @@ class ShadowRunner:
                 decision="shadow",
                 rollout_id=rollout_id,
             )
+        started = self._clock()
         try:
-            payload = build_payload(route, candidate, body, stream=False)
-            client = self._upstreams[candidate.upstream]
-            started = self._clock()
-            response = await client.send(
-                payload, stream=False, request_id=request_id, trace_headers=trace_headers
-            )
-            slow = self._monitor.too_slow(route.name, self._clock() - started)
-            try:
-                view = decode_completion(response.content)
-            except msgspec.DecodeError:
-                view = None
-            if span is not None:
-                span, ended = None, span
-                usage = view.usage if view is not None else None
-                Tracing.succeeded(
-                    ended,
-                    response_model=view.model if view is not None else None,
-                    response_id=view.id if view is not None else None,
-                    input_tokens=None if usage is None else usage.prompt_tokens,
-                    output_tokens=None if usage is None else usage.completion_tokens,
+            reply, seconds = await self._ask(op, route, candidate, body, request_id, trace_headers)
+            slow = self._monitor.too_slow(route.name, seconds)
+            if reply is None:
+                invalid = UpstreamProtocolError(
+                    f"upstream '{candidate.upstream}' answered with invalid JSON",
+                    upstream=candidate.upstream,
                 )
-            answer = None
-            if view is not None and view.choices:
-                answer = answer_from_message(view.choices[0].message)
+                self._telemetry.shadow_call(op.name, candidate, seconds, failed=invalid)
+                if span is not None:
+                    span, ended = None, span
+                    Tracing.failed(ended, invalid)
+            else:
+                self._telemetry.shadow_call(
+                    op.name, candidate, seconds, reply.input_tokens, reply.output_tokens
+                )
+                if span is not None:
+                    span, ended = None, span
+                    Tracing.succeeded(
+                        ended,
+                        response_model=reply.model,
+                        response_id=getattr(reply.view, "id", None),
+                        input_tokens=reply.input_tokens,
+                        output_tokens=reply.output_tokens,
+                    )
+            answer: Answer | str | None = None
+            if reply is not None:
+                answer = reply.judged if reply.judged is not None else reply.text
             failed = (
-                view is None
+                reply is None
                 or bool(self._monitor.judge(route.name, candidate.name, answer))
                 or slow
             )
@@ -171,6 +228,7 @@ class ShadowRunner:
             self._monitor.guard.observe(route.name, rollout_id, "candidate", failed)
             self._monitor.guard.observe_shadow(route.name, rollout_id, agreed)
         except UpstreamError as exc:
+            self._telemetry.shadow_call(op.name, candidate, self._clock() - started, failed=exc)
             if span is not None:
                 span, ended = None, span
                 Tracing.failed(ended, exc)

@@ -34,7 +34,9 @@ class ChatOperation:
     name = "chat"
     path = CHAT_PATH
     prompt_field = "messages"
-    shadow = True
+
+    def offers(self, variant: Variant) -> bool:
+        return True
 
     def check_first(self, data: bytes, upstream: str) -> None:
         check_chat_first(data, upstream)

@@ -357,10 +357,11 @@ class Relay:
     ) -> None:
         """The fallback answered a shadow route: maybe ask the candidate in the background
         (with the caller's ``trace_headers``)."""
-        if self._shadow is None or not rec.rollout_id or not op.shadow:
+        if self._shadow is None or not rec.rollout_id:
             return
         candidate = self._candidates.candidate(route, self._flags.flag(route.name))
         self._shadow.offer(
+            op,
             route,
             candidate,
             body,

@@ -5,7 +5,10 @@ shared.
 An operation says how to read the client's body (:meth:`Operation.parse`), how to build the
 upstream's body for a variant (:meth:`Operation.payload`, the one place a payload is built),
 how to read a unary answer (:meth:`Operation.answer`) and how to follow a stream
-(:meth:`Operation.stream`, a :class:`~gateway.relay.stream.StreamMachine`).
+(:meth:`Operation.stream`, a :class:`~gateway.relay.stream.StreamMachine`). Shadow calls
+(:mod:`gateway.quality.shadow`) need only :meth:`Operation.offers` (may the
+candidate's upstream be asked), :meth:`Operation.payload` (non-streaming) and
+:meth:`Operation.answer` (the answer the contract judges and compares).
 """
 
 from __future__ import annotations
@@ -74,11 +77,14 @@ class Operation(Protocol):
     """The endpoint under an upstream's ``base_url``, e.g. ``/chat/completions``."""
     prompt_field: str
     """The body field logged as the prompt when payload logging is on."""
-    shadow: bool
-    """Whether shadow routes mirror this operation's requests to the candidate."""
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], Head]:
         """The decoded body and its head. Raises InvalidRequestError (400)."""
+        ...
+
+    def offers(self, variant: Variant) -> bool:
+        """Whether ``variant``'s upstream offers this operation (a shadow call to a variant
+        that does not is skipped; a served request gets :meth:`payload`'s 400)."""
         ...
 
     def check_first(self, data: bytes, upstream: str) -> None:

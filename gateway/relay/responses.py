@@ -16,6 +16,9 @@ completions (same plan, attempts, failover, contract, headers, log event and met
 * A variant whose upstream lacks the Responses API (``responses_api: false`` on the
   upstream) gets a 400 ``responses_api_unsupported`` naming the route, variant and upstream,
   before anything is sent.
+* Shadow routes mirror Responses API requests to the candidate as Responses API requests
+  (non-streaming), judged and compared on the same answer as above; a candidate on an
+  upstream without the Responses API is not asked (``skipped``).
 """
 
 from __future__ import annotations
@@ -278,12 +281,15 @@ class ResponsesOperation:
     name = "responses"
     path = RESPONSES_PATH
     prompt_field = "input"
-    shadow = False  # shadow calls replay chat completions only
 
     def __init__(self, config: GatewayConfig) -> None:
         self._without = frozenset(
             name for name, upstream in config.upstreams.items() if not upstream.responses_api
         )
+
+    def offers(self, variant: Variant) -> bool:
+        """False for a variant whose upstream says ``responses_api: false``."""
+        return variant.upstream not in self._without
 
     def parse(self, raw: bytes) -> tuple[dict[str, Any], Head]:
         return parse_responses_request(raw)
@@ -296,7 +302,7 @@ class ResponsesOperation:
     ) -> Payload:
         """The upstream body. Raises InvalidRequestError (400 ``responses_api_unsupported``)
         when ``variant``'s upstream lacks the Responses API."""
-        if variant.upstream in self._without:
+        if not self.offers(variant):
             raise InvalidRequestError(
                 f"The route '{route.name}' cannot answer the Responses API: its variant "
                 f"'{variant.name}' is served by upstream '{variant.upstream}', which does not "

@@ -135,6 +135,10 @@ class VariantMetrics:
     input_tokens: Any
     output_tokens: Any
     cost: Any
+    shadow_input_tokens: Any = None
+    shadow_output_tokens: Any = None
+    shadow_cost: Any = None
+    """The ``gateway_shadow_*`` children, bound only for a shadow route's candidate."""
     route: str = ""
     variant: str = ""
     upstream: str = ""
@@ -192,6 +196,18 @@ class Metrics:
         self.cost = Counter(
             "gateway_cost_usd",
             "Cost in USD from the routes file's prices.",
+            ["route", "variant"],
+            registry=r,
+        )
+        self.shadow_tokens = Counter(
+            "gateway_shadow_tokens",
+            "Tokens reported for shadow calls of the candidate (also in gateway_tokens).",
+            ["route", "variant", "type"],
+            registry=r,
+        )
+        self.shadow_cost = Counter(
+            "gateway_shadow_cost_usd",
+            "Cost in USD of shadow calls (also in gateway_cost_usd).",
             ["route", "variant"],
             registry=r,
         )
@@ -392,6 +408,14 @@ class Metrics:
                     route.name, variant.name, variant.upstream, variant.model
                 )
                 self.gen_ai_for(vm, "chat")
+                if route.shadow is not None and variant.name == route.candidate:
+                    vm.shadow_input_tokens = self.shadow_tokens.labels(
+                        route.name, variant.name, "input"
+                    )
+                    vm.shadow_output_tokens = self.shadow_tokens.labels(
+                        route.name, variant.name, "output"
+                    )
+                    vm.shadow_cost = self.shadow_cost.labels(route.name, variant.name)
         self._zero_counters(config)
         self._requests_children: dict[tuple[str, str, str, int], Any] = {}
 

@@ -11,7 +11,12 @@ from time import perf_counter
 from typing import Any
 
 from gateway.config import Variant
-from gateway.errors import PoolExhaustedError, UpstreamError, UpstreamEventTooLargeError
+from gateway.errors import (
+    GatewayError,
+    PoolExhaustedError,
+    UpstreamError,
+    UpstreamEventTooLargeError,
+)
 from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each
 
 __all__ = ["RequestRecord", "Telemetry"]
@@ -213,6 +218,48 @@ class Telemetry:
                 route, reason
             )
         child.inc()
+
+    def shadow_call(
+        self,
+        operation: str,
+        variant: Variant,
+        seconds: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        *,
+        failed: GatewayError | None = None,
+    ) -> None:
+        """A shadow call of ``variant`` (a shadow route's candidate) took ``seconds``: the
+        GenAI client metrics under the same labels as a served call of ``operation`` (a failed
+        call's ``error_type`` is the status the gateway would have answered, e.g. ``502``),
+        and its tokens and cost in ``gateway_tokens_total`` / ``gateway_cost_usd_total`` and
+        alone in ``gateway_shadow_tokens_total`` / ``gateway_shadow_cost_usd_total``."""
+        m = self.metrics
+        vm = m.variants.get((variant.route, variant.name))
+        if vm is None:
+            return
+        ga = vm.gen_ai.get(operation)
+        if ga is None:
+            ga = m.gen_ai_for(vm, operation)
+        if failed is not None:
+            m.gen_ai_failed(ga, failed.status_code).observe(seconds)
+            return
+        ga.duration.observe(seconds)
+        cost = variant.cost_usd(input_tokens or 0, output_tokens or 0)
+        if input_tokens:
+            ga.input_tokens.observe(input_tokens)
+            vm.input_tokens.inc(input_tokens)
+            if vm.shadow_input_tokens is not None:
+                vm.shadow_input_tokens.inc(input_tokens)
+        if output_tokens:
+            ga.output_tokens.observe(output_tokens)
+            vm.output_tokens.inc(output_tokens)
+            if vm.shadow_output_tokens is not None:
+                vm.shadow_output_tokens.inc(output_tokens)
+        if cost:
+            vm.cost.inc(cost)
+            if vm.shadow_cost is not None:
+                vm.shadow_cost.inc(cost)
 
     def discarded(
         self, route: str, variant: Variant, input_tokens: int, output_tokens: int

@@ -26,7 +26,9 @@ Spans follow OpenTelemetry's semantic conventions, GenAI version :data:`SEMCONV_
   ``gen_ai.usage.input_tokens`` / ``output_tokens`` or ``error.type``; plus the gateway's own
   attributes above and ``gateway.upstream``. A failover is two client spans under one server
   span; a stream's span ends with the stream; a shadow call is a client span of its own, a child
-  of the request's server span that ends after it (``gateway.decision=shadow``).
+  of the request's server span that ends after it (``gateway.decision=shadow``); a
+  pass-through call is one too (``embeddings {model}``, ``text_completion {model}``,
+  ``gateway.decision=passthrough``).
 
 The caller's ``traceparent``, ``tracestate`` and ``baggage`` reach the upstream either way: with
 tracing off they are forwarded as they came (only those, only when present: the data plane
@@ -311,14 +313,6 @@ class Tracing:
             attributes["error.type"] = rec.error_code or str(rec.status)
             span.set_status(StatusCode.ERROR)
         span.set_attributes(attributes)
-
-    @staticmethod
-    def outgoing() -> dict[str, str]:
-        """The current context as headers for an upstream call that has no span of its own
-        (the pass-through endpoints): the upstream's span becomes a child of the server span."""
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
-        return headers
 
     # -- upstream attempts -----------------------------------------------------------------
 

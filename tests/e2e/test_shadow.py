@@ -247,3 +247,49 @@ def test_slow_shadow_answers_count_as_guard_failures_under_the_latency_slo(
         verdict = next(r for r in routes_view if r["name"] == ROUTE)["guard"]["verdict"]
         assert verdict["candidate"] == {**verdict["candidate"], "n": 8, "failures": 8}
         assert verdict["fallback"]["failures"] == 0
+
+
+def test_responses_requests_are_mirrored_judged_and_paid_for(
+    sim: InProcessSimulator, loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    """``/v1/responses`` on a shadow route: the fallback answers (unary and streamed), the
+    candidate is asked the same Responses API request in the background, its ``output_text``
+    judged by the route's labels and compared with the fallback's; what the shadow calls cost
+    is in ``gateway_cost_usd_total`` and ``gateway_shadow_cost_usd_total`` alike."""
+    sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=0.5)
+    routes = routes_yaml(sim.url, weight=100_000, route_extra=SHADOW)
+    n, streams = 16, 2
+    with (
+        start_in_process(loop_thread, tmp_path, routes, sim) as gw,
+        gw.client(timeout=10) as client,
+    ):
+        for i in range(n + streams):
+            body = {"model": ROUTE, "input": TICKET, "stream": i >= n}
+            headers = {**AUTH, "x-gateway-subject": f"responses-{i}"}
+            response = client.post(gw.base_url + "/responses", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.headers["x-gateway-decision"] == "shadow"
+            assert response.headers["x-gateway-variant"] == "prompted"
+        n += streams
+
+        wait_for(lambda: sum(shadow_counts(gw).values()) == n, "every request's shadow outcome")
+        counts = shadow_counts(gw)
+        assert counts["error"] == counts["skipped"] == 0
+        assert counts["agree"] > 0
+        assert counts["disagree"] > 0
+        assert candidate_requests(sim) == n
+        text = gw.metrics()
+        checks = "gateway_quality_checks_total"
+        assert metric_value(text, checks, variant="finetuned", check="labels") == n
+        assert metric_value(text, "gateway_requests_total", variant="finetuned") == 0
+        spent = metric_value(text, "gateway_cost_usd_total", route=ROUTE, variant="finetuned")
+        shadow = metric_value(text, "gateway_shadow_cost_usd_total", route=ROUTE)
+        assert spent > 0
+        assert shadow == pytest.approx(spent)
+        usage = sim.stats()["models"][CANDIDATE_MODEL]
+        tokens = "gateway_shadow_tokens_total"
+        assert (
+            metric_value(text, tokens, variant="finetuned", type="input") == usage["prompt_tokens"]
+        )
+        duration = "gen_ai_client_operation_duration_seconds_count"
+        assert metric_value(text, duration, variant="finetuned", error_type="") == n

@@ -301,6 +301,46 @@ async def test_a_shadow_call_is_a_client_span_of_its_own_in_the_request_trace(
     assert dict(upstream.calls)[CANDIDATE]["traceparent"] == traceparent_of(shadow)
 
 
+async def test_a_responses_shadow_call_is_a_chat_client_span_with_its_usage(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        model = json.loads(request.content)["model"]
+        return httpx.Response(
+            200,
+            json={
+                "id": f"resp_{model}",
+                "object": "response",
+                "model": model,
+                "output": [],
+                "usage": {"input_tokens": 6, "output_tokens": 2},
+            },
+        )
+
+    upstream = Upstream(answer)
+    routes = routes_text() + "    shadow: {share: 1.0, max_concurrency: 4}\n"
+    auth = {"authorization": "Bearer sk-inproc-client-7f3a", "traceparent": TRACEPARENT}
+    async with in_process_gateway(
+        tmp_path, upstream, routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        response = await g.client.post(
+            "/v1/responses", json={"model": "triage", "input": "hi"}, headers=auth
+        )
+        assert response.headers["x-gateway-decision"] == "shadow"
+        await asyncio.gather(*g.gw.shadow._tasks)
+    spans = exporter.get_finished_spans()
+    server = the_server_span(spans)
+    (shadow,) = by_name(spans, f"chat {CANDIDATE}")
+    assert shadow.parent is not None
+    assert shadow.parent.span_id == server.context.span_id
+    assert shadow.attributes is not None
+    assert shadow.attributes["gateway.decision"] == "shadow"
+    assert shadow.attributes["gen_ai.response.model"] == CANDIDATE
+    assert shadow.attributes["gen_ai.usage.input_tokens"] == 6
+    assert shadow.attributes["gen_ai.usage.output_tokens"] == 2
+    assert dict(upstream.calls)[CANDIDATE]["traceparent"] == traceparent_of(shadow)
+
+
 async def test_an_unsampled_caller_gets_no_spans_but_its_trace_reaches_the_upstream(
     tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
@@ -587,15 +627,20 @@ async def test_pass_through_endpoints_pass_the_trace_on(
     tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
     """/v1/embeddings: the caller's headers as they came with tracing off; with tracing on the
-    server span's context (pass-through calls have no client span of their own)."""
+    context of the call's own client span, a child of the server span."""
     routes = routes_text() + "passthrough:\n  up: [emb]\n"
     raw = b'{"model": "emb", "input": "a"}'
     auth = {"authorization": "Bearer sk-inproc-client-7f3a", "traceparent": TRACEPARENT}
     seen: list[httpx.Headers] = []
+    current: list[int] = []
 
     async def upstream(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers)
-        return httpx.Response(200, json={"object": "list", "data": []})
+        current.append(trace.get_current_span().get_span_context().span_id)
+        return httpx.Response(
+            200,
+            json={"object": "list", "data": [], "model": "emb-v2", "usage": {"prompt_tokens": 4}},
+        )
 
     (tmp_path / "off").mkdir()
     (tmp_path / "on").mkdir()
@@ -607,6 +652,96 @@ async def test_pass_through_endpoints_pass_the_trace_on(
         assert (await g.client.post("/v1/embeddings", content=raw, headers=auth)).is_success
     off, on = seen
     assert off["traceparent"] == TRACEPARENT
-    (server,) = by_name(exporter.get_finished_spans(), "POST /v1/embeddings")
-    assert on["traceparent"] == traceparent_of(server)
+    spans = exporter.get_finished_spans()
+    (server,) = by_name(spans, "POST /v1/embeddings")
+    (client,) = by_name(spans, "embeddings emb")
     assert hexid(server.context.trace_id, 32) == TRACE_ID
+    assert client.kind == SpanKind.CLIENT
+    assert client.parent is not None
+    assert client.parent.span_id == server.context.span_id
+    assert on["traceparent"] == traceparent_of(client)
+    assert current[1] == client.context.span_id
+    assert dict(client.attributes or {}) == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "emb",
+        "gen_ai.response.model": "emb-v2",
+        "gen_ai.usage.input_tokens": 4,
+        "server.address": "up.test",
+        "server.port": 80,
+        "gateway.upstream": "up",
+        "gateway.route": "emb",
+        "gateway.variant": "passthrough",
+        "gateway.decision": "passthrough",
+    }
+    assert client.status.status_code == StatusCode.UNSET
+
+
+async def test_a_pass_through_completion_stream_is_a_text_completion_span_ending_with_it(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    routes = routes_text() + "passthrough:\n  up: [inst]\n"
+    events = [
+        b'data: {"object": "text_completion", "choices": [{"index": 0, "text": "hi"}]}\n\n',
+        b'data: {"object": "text_completion", "choices": [], '
+        b'"usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    seen: list[httpx.Headers] = []
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=ScriptedStream([*events])
+        )
+
+    body = {"model": "inst", "prompt": "say hi", "stream": True}
+    auth = {"authorization": "Bearer sk-inproc-client-7f3a"}
+    async with in_process_gateway(
+        tmp_path, upstream, routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        response = await g.client.post("/v1/completions", json=body, headers=auth)
+    assert response.status_code == 200
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    spans = exporter.get_finished_spans()
+    server = the_server_span(spans)
+    (client,) = by_name(spans, "text_completion inst")
+    assert client.parent is not None
+    assert client.parent.span_id == server.context.span_id
+    assert client.attributes is not None
+    assert client.attributes["gen_ai.operation.name"] == "text_completion"
+    assert client.attributes["gen_ai.usage.input_tokens"] == 5
+    assert client.attributes["gen_ai.usage.output_tokens"] == 2
+    assert client.status.status_code == StatusCode.UNSET
+    (sent,) = seen
+    assert sent["traceparent"] == traceparent_of(client)
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx.Response(500, json={"error": {"message": "down"}}), "500"),
+        (httpx.Response(200, content=b"not json"), "upstream_invalid_response"),
+    ],
+)
+async def test_a_failed_pass_through_call_marks_its_client_span(
+    tmp_path: Path, exporter: InMemorySpanExporter, answer: httpx.Response, kind: str
+) -> None:
+    routes = routes_text() + "passthrough:\n  up: [emb]\n"
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        return answer
+
+    auth = {"authorization": "Bearer sk-inproc-client-7f3a"}
+    async with in_process_gateway(
+        tmp_path, upstream, routes=routes, tracer_provider=provider_for(exporter)
+    ) as g:
+        response = await g.client.post(
+            "/v1/embeddings", json={"model": "emb", "input": "a"}, headers=auth
+        )
+    assert response.status_code == 502
+    (client,) = by_name(exporter.get_finished_spans(), "embeddings emb")
+    assert client.status.status_code == StatusCode.ERROR
+    assert client.attributes is not None
+    assert client.attributes["error.type"] == kind
+    assert "gen_ai.usage.input_tokens" not in client.attributes
