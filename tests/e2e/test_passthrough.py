@@ -28,8 +28,6 @@ from tests.inprocess_sim import (
 )
 from tests.processes import CLIENT_KEY, routes_yaml
 
-pytestmark = pytest.mark.e2e
-
 EMBED = "text-embedding-3-small"
 INSTRUCT = "gpt-3.5-turbo-instruct"
 ODD_ID = "acme/embedder:v2"
