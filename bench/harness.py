@@ -222,12 +222,26 @@ class Processes:
         if child in self.children:
             self.children.remove(child)
 
-    def stop_all(self) -> None:
-        for child in reversed(list(self.children)):
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """SIGTERM to every group at once (they shut down in parallel), then wait for each as
+        ``stop`` does: SIGKILL for one still running after ``timeout`` and for what is left."""
+        children = list(reversed(self.children))
+        for child in children:
+            if child.proc.poll() is None:
+                _signal_group(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
             try:
-                self.stop(child)
+                try:
+                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(child.proc.pid, signal.SIGKILL)
+                    child.proc.wait()
+                _signal_group(child.proc.pid, signal.SIGKILL)
             except Exception as exc:
                 log(f"could not stop {child.name}: {exc}")
+            if child in self.children:
+                self.children.remove(child)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
