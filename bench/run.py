@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         if plan.mode == "smoke":
+            harness.use_loadgen_worker(procs, rest)
             stack.start(
                 "simulator", "floor-instant", "floor-litestar-instant", "bare-instant", "gateway"
             )
