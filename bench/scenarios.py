@@ -259,7 +259,7 @@ HEADLINE_RATIOS = (
 
 def _proxies(plan: Plan, *names: str) -> list[str]:
     """The reference proxies a latency scenario compares: in smoke mode only the raw floor (the
-    throughput scenario still runs every one), to keep the CI smoke test to ~10 s."""
+    throughput scenario still runs every one), to keep the CI smoke test to ~8 s."""
     return [n for n in names if plan.mode != "smoke" or n in ("floor", "floor-sim")]
 
 
