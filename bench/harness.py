@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
 import signal
 import socket
@@ -222,12 +223,26 @@ class Processes:
         if child in self.children:
             self.children.remove(child)
 
-    def stop_all(self) -> None:
-        for child in reversed(list(self.children)):
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """SIGTERM to every group at once (they shut down in parallel), then wait for each as
+        ``stop`` does: SIGKILL for one still running after ``timeout`` and for what is left."""
+        children = list(reversed(self.children))
+        for child in children:
+            if child.proc.poll() is None:
+                _signal_group(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
             try:
-                self.stop(child)
+                try:
+                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(child.proc.pid, signal.SIGKILL)
+                    child.proc.wait()
+                _signal_group(child.proc.pid, signal.SIGKILL)
             except Exception as exc:
                 log(f"could not stop {child.name}: {exc}")
+            if child in self.children:
+                self.children.remove(child)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -378,8 +393,57 @@ end
     return path
 
 
+class LoadgenWorker:
+    """One ``bench/loadgen.py serve`` process that runs every closed, open and ttft run sent to
+    it, in turn (see :func:`use_loadgen_worker`)."""
+
+    def __init__(self, procs: Processes, cpus: set[int] | None) -> None:
+        WORK.mkdir(parents=True, exist_ok=True)
+        log_path = WORK / "loadgen-worker.log"
+        with log_path.open("ab") as err:
+            proc = subprocess.Popen(
+                [PYTHON, str(BENCH / "loadgen.py"), "serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=ROOT,
+                start_new_session=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+            )
+        self.child = Child("loadgen-worker", proc, log_path)
+        procs.children.append(self.child)  # stop_all ends it
+
+    def run(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        proc = self.child.proc
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(json.dumps(list(args)).encode() + b"\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else b""
+        if not line.strip():
+            tail = self.child.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"loadgen worker: no result for {args[0]} ({proc.poll()}): {tail}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+
+_worker: LoadgenWorker | None = None
+
+
+def use_loadgen_worker(procs: Processes, cpus: set[int] | None) -> None:
+    """From now on :func:`run_loadgen` sends its runs to one long-lived load generator instead
+    of starting one per run (smoke mode: a process start is a large part of a 0.2 s run)."""
+    global _worker  # noqa: PLW0603
+    _worker = LoadgenWorker(procs, cpus)
+
+
 def run_loadgen(args: Sequence[str], *, cpus: set[int] | None, timeout: float) -> dict[str, Any]:
     """Run bench/loadgen.py to completion; its JSON result."""
+    if _worker is not None and args[0] != "hold":
+        result = _worker.run(args, timeout)
+        result["tool"] = "loadgen"
+        return result
     done = subprocess.run(
         [PYTHON, str(BENCH / "loadgen.py"), *args],
         capture_output=True,

@@ -12,6 +12,9 @@ Modes::
             time to the first content token of each
     hold    open --streams streams at once, print {"open": n, ...} once every stream has its
             first event, keep them open until SIGTERM/SIGINT (or --hold-seconds)
+    serve   read one JSON list of arguments (a closed, open or ttft run) per line of stdin, run
+            it and print its JSON object: one process for many runs (the smoke mode's runs are
+            short enough for a process start per run to be a large part of them)
 
 Every request is a POST of --body FILE with ``content-type: application/json`` plus -H headers.
 """
@@ -402,6 +405,24 @@ async def hold(target: Target, streams: int, hold_seconds: float, open_within: f
 
 
 def main() -> None:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - plain asyncio works too
+        pass
+    if sys.argv[1:] == ["serve"]:
+        for line in sys.stdin:
+            print(json.dumps(run(json.loads(line))), flush=True)
+        return
+    result = run(sys.argv[1:])
+    if result is not None:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+
+
+def run(argv: list[str]) -> dict[str, Any] | None:
+    """One run of the command line ``argv``; its result (``None`` for hold)."""
     parser = argparse.ArgumentParser(description="HTTP/1.1 load generator for bench/.")
     parser.add_argument("mode", choices=["closed", "open", "ttft", "hold"])
     parser.add_argument("--url")
@@ -418,13 +439,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--hold-seconds", type=float, default=300.0)
     parser.add_argument("--timeout", type=float, default=60.0)
-    args = parser.parse_args()
-    try:
-        import uvloop  # noqa: PLC0415
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - plain asyncio works too
-        pass
+    args = parser.parse_args(argv)
     if args.mode == "ttft":
         targets = [
             make_target(name, url, Path(body).read_bytes(), args.header)
@@ -442,9 +457,7 @@ def main() -> None:
         else:
             asyncio.run(hold(target, args.streams, args.hold_seconds, args.timeout))
             result = None
-    if result is not None:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -49,17 +49,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan = Plan(
             mode="smoke",
             runs=1,
-            duration=0.5,
+            duration=0.2,
             concurrencies=[8],
             use_wrk=False,
             use_litellm=False,
-            overhead_rate=50,
-            overhead_duration=0.5,
+            overhead_rate=80,
+            overhead_duration=0.25,
             ttft_count=10,
             stream_connections=4,
-            hold_streams=50,
-            mem_warmup=200,
-            mem_requests=1000,
+            hold_streams=20,
+            mem_warmup=100,
+            mem_requests=400,
             mem_batches=1,
             mem_steady=False,
             profile_seconds=0,
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         if plan.mode == "smoke":
+            harness.use_loadgen_worker(procs, rest)
             stack.start(
                 "simulator", "floor-instant", "floor-litestar-instant", "bare-instant", "gateway"
             )

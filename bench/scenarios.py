@@ -259,7 +259,7 @@ HEADLINE_RATIOS = (
 
 def _proxies(plan: Plan, *names: str) -> list[str]:
     """The reference proxies a latency scenario compares: in smoke mode only the raw floor (the
-    throughput scenario still runs every one), to keep the CI smoke test to ~15 s."""
+    throughput scenario still runs every one), to keep the CI smoke test to ~8 s."""
     return [n for n in names if plan.mode != "smoke" or n in ("floor", "floor-sim")]
 
 
@@ -478,7 +478,7 @@ def streaming(stack: Stack, plan: Plan) -> dict[str, Any]:
 def memory(stack: Stack, plan: Plan) -> dict[str, Any]:
     """RSS with many open streams; RSS across many requests. Fresh gateways for each."""
     out: dict[str, Any] = {}
-    settle = 0.2 if plan.mode == "smoke" else 1.0  # seconds for RSS to settle before a sample
+    settle = 0.1 if plan.mode == "smoke" else 1.0  # seconds for RSS to settle before a sample
     # 1. open streams
     gw = stack.get("gateway-mem-streams")
     time.sleep(settle)

@@ -134,8 +134,15 @@ def test_an_admin_runs_a_rollout_from_the_console(
     from selenium.webdriver.support.ui import WebDriverWait
 
     # The page re-renders parts of itself at every poll: an element found may be replaced
-    # before it is read, so waits retry on stale elements and reads go through a wait.
-    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    # before it is read, so waits retry on stale elements and reads go through a wait. A wait
+    # checks its condition every 50 ms (Selenium's default, 500 ms, added ~0.5 s to most
+    # waits for a change that had already happened).
+    wait = WebDriverWait(
+        browser,
+        WAIT_S,
+        poll_frequency=0.05,
+        ignored_exceptions=[StaleElementReferenceException],
+    )
     card = f'section[data-route="{ROUTE}"]'
 
     def text(selector: str) -> str:

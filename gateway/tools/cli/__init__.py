@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.errors import ConfigError
-from gateway.settings import Settings
 from gateway.tools.cli.check_config import check_config_command
 from gateway.tools.cli.data import dataset_app, finetune_app
 from gateway.tools.cli.demo import demo_command
@@ -23,6 +22,9 @@ from gateway.tools.cli.eval import EVAL_EPILOG, eval_command
 from gateway.tools.cli.failure import GatewayGroup
 from gateway.tools.cli.flags import flags_app
 from gateway.tools.exit_codes import RejectedError, UsageError
+
+if TYPE_CHECKING:  # pydantic-settings: imported by the commands that read settings
+    from gateway.settings import Settings
 
 __all__ = ["app", "main"]
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.config import GatewayConfig, Route
 from gateway.tools.cli.common import AsJson, load_routes, print_json, print_table
+
+if TYPE_CHECKING:  # the config models (pydantic, jsonschema, yaml): loaded by load_routes
+    from gateway.config import GatewayConfig, Route
 
 __all__ = ["check_config_command", "config_warnings", "variants_table"]
 

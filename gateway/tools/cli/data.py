@@ -25,7 +25,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.config import GatewayConfig
 from gateway.tools.cli.common import (
     DEFAULT_CONFIG,
     DEFAULT_URL,
@@ -39,6 +38,7 @@ from gateway.tools.cli.common import (
 from gateway.tools.exit_codes import InterruptedRunError, RejectedError, UsageError
 
 if TYPE_CHECKING:  # the commands import their modules when run: `gateway --help` stays fast
+    from gateway.config import GatewayConfig
     from gateway.tools.evaluation.dataset_result import Limits, RouteExpectations, ValidationResult
 
 __all__ = ["dataset_app", "finetune_app"]

@@ -19,8 +19,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from gateway.config import MAX_WEIGHT
-
 __all__ = [
     "RAW_WEIGHT",
     "TARGETING_LISTS",
@@ -61,12 +59,16 @@ def parse_weight(text: str) -> int:
         weight = int(value)
     else:
         raise typer.BadParameter(_weight_help(text, "not a weight"))
+    from gateway.config import MAX_WEIGHT  # noqa: PLC0415 -- pydantic: only when parsing a weight
+
     if weight > MAX_WEIGHT:
         raise typer.BadParameter(_weight_help(text, "above 100%"))
     return weight
 
 
 def _weight_help(text: str, problem: str) -> str:
+    from gateway.config import MAX_WEIGHT  # noqa: PLC0415
+
     return (
         f"{text!r}: {problem}. Give a percentage from 0% to 100% (e.g. 25% or 0.5%, at most "
         f"three decimals) or a raw weight in thousandths of a percent from 0 to {MAX_WEIGHT} "

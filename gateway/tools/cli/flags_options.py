@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.tools.admin_client import AdminAPIError, AdminClient
 from gateway.tools.cli.common import command_group
 from gateway.tools.cli.flag_format import RAW_WEIGHT, flag_table, format_weight, parse_weight
 from gateway.tools.exit_codes import EXIT_CONFLICT
+
+if TYPE_CHECKING:  # httpx: imported when a command opens a session
+    from gateway.tools.admin_client import AdminClient
 
 __all__ = [
     "EXIT_HELP",
@@ -107,6 +109,8 @@ def session(
     ``conflict_hint`` replaces the generic advice for a 409, when the command knows better; a
     409 ``rolled_back`` (the latch refused the change) always says to release ``route`` first.
     """
+    from gateway.tools.admin_client import AdminAPIError, AdminClient  # noqa: PLC0415
+
     try:
         with AdminClient(url, admin_key) as client:
             yield client

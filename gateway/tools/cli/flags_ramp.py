@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.tools.admin_client import AdminAPIError
 from gateway.tools.cli.common import DEFAULT_URL, AsJson, command_group, print_json, print_table
 from gateway.tools.cli.flag_format import describe_change, flag_table, format_weight
 from gateway.tools.cli.flags_options import EXIT_HELP, AdminKey, Reason, RouteArg, Url, session
@@ -43,6 +42,8 @@ def status(
 ) -> None:
     """Where the route's ramp is: state, step, samples at this step, the upper bound of the
     candidate's failure rate minus the fallback's against the margin, dwell time left, why."""
+    from gateway.tools.admin_client import AdminAPIError  # noqa: PLC0415 -- httpx, when run
+
     with session(url, admin_key) as client:
         routes = client.routes()
         found = next((r for r in routes if r.get("name") == route), None)
