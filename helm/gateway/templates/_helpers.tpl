@@ -71,6 +71,18 @@ The routes file as YAML text: the `routes` value (a YAML object, or the file's t
 {{- . | replace "/" "__" -}}
 {{- end -}}
 
+{{/*
+OTEL_RESOURCE_ATTRIBUTES of the pods: the namespace, the Deployment and the pod (the kubelet
+expands $(K8S_POD_NAME), defined before it), then tracing.resourceAttributes.
+*/}}
+{{- define "gateway.otelResourceAttributes" -}}
+{{- $attributes := list (printf "k8s.namespace.name=%s" .Release.Namespace) (printf "k8s.deployment.name=%s" (include "gateway.fullname" .)) "k8s.pod.name=$(K8S_POD_NAME)" -}}
+{{- range $name, $value := .Values.tracing.resourceAttributes -}}
+{{- $attributes = append $attributes (printf "%s=%v" $name $value) -}}
+{{- end -}}
+{{- join "," $attributes -}}
+{{- end -}}
+
 {{/* Label matchers that scope alert expressions to this release's scrape job. */}}
 {{- define "gateway.alertSelector" -}}
 job="{{ include "gateway.fullname" . }}",namespace="{{ .Release.Namespace }}"
