@@ -3,7 +3,8 @@
 The PrometheusRule is rendered from the chart (helm/ci/production-values.yaml), its groups
 written as a Prometheus rule file, checked with ``promtool check rules`` and unit-tested with
 ``promtool test rules`` against tests/deploy/alert_rules_test.yaml (the first guard rollback, a
-failover burst, the error ratio, the route failure ratio). promtool comes from Debian's
+failover burst, the error ratio, the route failure ratio, a ramp paused for long and a ramp a
+rollback stopped, with several replicas reporting each route). promtool comes from Debian's
 ``prometheus`` package, which .ci/run installs; without it these tests are skipped, except in CI
 (``GATEWAY_TESTS_REQUIRE_PROMTOOL=1``, set by .ci/run), where they fail.
 """
@@ -88,8 +89,30 @@ def test_promtool_tests_cover_the_alerts_the_issue_names() -> None:
         "GatewayFailoverBurst",
         "GatewayHighErrorRate",
         "GatewayRouteUnhealthy",
+        "GatewayRampPaused",
+        "GatewayRampStopped",
     }
     assert needed <= tested
+
+
+def test_ramp_paused_duration_and_labels_are_values() -> None:
+    values = production_values()
+    values["metrics"]["prometheusRule"]["rampPausedFor"] = "4h"
+    values["metrics"]["prometheusRule"]["rampPausedLabels"] = {"severity": "info"}
+    rule = one(manifests(render(values)), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    paused = alerts["GatewayRampPaused"]
+    assert paused["for"] == "4h"
+    assert "4h" in paused["annotations"]["summary"]
+    # rampPausedLabels over alertLabels, for this alert only.
+    assert paused["labels"] == {"severity": "info", "team": "ml-platform"}
+    assert alerts["GatewayRampStopped"]["labels"] == {"severity": "warning", "team": "ml-platform"}
+    default = one(manifests(render(production_values())), "PrometheusRule")
+    (paused,) = [
+        r for g in default["spec"]["groups"] for r in g["rules"] if r["alert"] == paused["alert"]
+    ]
+    assert paused["for"] == "1h"
+    assert paused["labels"] == {"severity": "warning", "team": "ml-platform"}
 
 
 def test_every_alert_has_a_runbook_section(groups: list[dict[str, Any]]) -> None:

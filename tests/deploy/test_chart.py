@@ -422,6 +422,7 @@ def test_tracing_sampler_without_a_ratio_and_a_service_name() -> None:
         ({"prompts": {"../etc/passwd": "x"}}, "../etc/passwd"),
         ({"routes": {"prices": {}}}, "/routes"),
         ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "/enabled"),
+        ({"metrics": {"prometheusRule": {"rampPausedFor": "1 hour"}}}, "/rampPausedFor"),
         ({"tracing": {"enabled": True}}, "/tracing/endpoint"),
         ({"tracing": {"enabled": True, "endpoint": "otel:4317"}}, "/tracing/endpoint"),
         ({"tracing": {"endpoint": "https://u:pw@otlp.example.com"}}, "/tracing/endpoint"),

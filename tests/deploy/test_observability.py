@@ -239,6 +239,18 @@ def test_the_alerts_the_issue_asks_for(alerts: dict[str, dict[str, Any]]) -> Non
     assert "gateway_flag_store_up" in alerts["GatewayFlagStoreDegraded"]["expr"]
     assert alerts["GatewayFlagStoreDegraded"]["expr"].rstrip().endswith("== 0")
 
+    # The ramp's alerts read its state per route, every replica agreeing (min over pods: not a
+    # sum, which would count replicas, nor one alert per pod).
+    paused = alerts["GatewayRampPaused"]["expr"]
+    assert re.fullmatch(
+        r'min by \(route\) \(gateway_ramp_state\{[^}]*state="paused"\}\) == 1', paused.strip()
+    ), paused
+    stopped = alerts["GatewayRampStopped"]["expr"]
+    assert re.match(
+        r'min by \(route\) \(gateway_ramp_state\{[^}]*state="stopped"\}\) == 1', stopped
+    )
+    assert 'state=~"ramping|paused|complete"' in stopped
+
 
 def test_alerts_are_scoped_to_the_release(alerts: dict[str, dict[str, Any]]) -> None:
     for name, alert in alerts.items():
