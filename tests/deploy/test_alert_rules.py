@@ -11,26 +11,26 @@ rollback stopped, with several replicas reporting each route). promtool comes fr
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.support import ROOT, manifests, one, production_values, render
+from tests.deploy.support import (
+    ROOT,
+    manifests,
+    needs_promtool,
+    one,
+    production_values,
+    promtool,
+    render,
+)
 from tests.unit.test_docs_links import anchors
 
 RULE_TESTS = Path(__file__).with_name("alert_rules_test.yaml")
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-PROMTOOL = shutil.which("promtool")
-REQUIRED = os.environ.get("GATEWAY_TESTS_REQUIRE_PROMTOOL") == "1"
-"""Set by .ci/run: in CI a missing promtool fails these tests instead of skipping them."""
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and not REQUIRED, reason="promtool not installed (.ci/run installs it)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +40,11 @@ def groups() -> list[dict[str, Any]]:
     return found
 
 
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None, "promtool is required here: apt-get install prometheus"
-    return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @needs_promtool
 def test_promtool_accepts_the_rendered_rules(groups: list[dict[str, Any]], tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}))
-    done = _promtool("check", "rules", str(rules))
+    done = promtool("check", "rules", str(rules))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -73,7 +66,7 @@ def test_the_alerts_fire_in_promtool_unit_tests(
     ]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": reduced}))
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
-    done = _promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
+    done = promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
 
