@@ -397,6 +397,21 @@ def test_tracing_sampler_without_a_ratio_and_a_service_name() -> None:
     assert env["OTEL_SERVICE_NAME"]["value"] == "llm-gateway-eu"
 
 
+def test_tracing_refuses_the_same_variable_from_extra_env() -> None:
+    values = production_values()
+    values["tracing"] = TRACING
+    values["extraEnv"].append(
+        {
+            "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "valueFrom": {"configMapKeyRef": {"name": "gateway-otel", "key": "endpoint"}},
+        }
+    )
+    with pytest.raises(helm.HelmRenderError, match="extraEnv sets OTEL_EXPORTER_OTLP_ENDPOINT"):
+        render(values)
+    values["tracing"] = {"enabled": False}
+    assert manifests(render(values)), "without tracing, extraEnv may set OTEL_* (as before)"
+
+
 # ---- the values schema ---------------------------------------------------------------------------
 
 

@@ -112,6 +112,14 @@ Checks across values that a JSON schema cannot express well; each `fail` says wh
 {{- if not .Values.clientKeys.existingSecret -}}
 {{- fail "clientKeys.existingSecret is empty: the gateway refuses to serve without client keys. Create a Secret holding {\"app-name\": \"key\"} as JSON (docs/deployment.md) and name it here." -}}
 {{- end -}}
+{{- if .Values.tracing.enabled -}}
+{{- $tracingEnv := list "OTEL_TRACES_EXPORTER" "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_PROTOCOL" "OTEL_EXPORTER_OTLP_HEADERS" "OTEL_TRACES_SAMPLER" "OTEL_TRACES_SAMPLER_ARG" "OTEL_SERVICE_NAME" "OTEL_RESOURCE_ATTRIBUTES" "K8S_POD_NAME" -}}
+{{- range .Values.extraEnv -}}
+{{- if has .name $tracingEnv -}}
+{{- fail (printf "extraEnv sets %s, which tracing.enabled=true sets too (the container would get it twice): use the tracing values (docs/deployment.md section 10) and drop it from extraEnv." .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $routes := include "gateway.routesYaml" . | fromYaml -}}
 {{- if hasKey $routes "Error" -}}
 {{- fail (printf "routes: the routes file is not valid YAML: %s" $routes.Error) -}}
