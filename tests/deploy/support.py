@@ -8,7 +8,10 @@ the alerts are checked against what the gateway exports today, not against a lis
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +20,7 @@ from typing import Any
 
 import helm_python as helm
 import promql_parser
+import pytest
 import yaml
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -129,6 +133,24 @@ def metric_names(expr: str) -> set[str]:
 
     promql_parser.walk(promql_parser.parse(expr), visit)
     return names
+
+
+# ---- promtool ------------------------------------------------------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+REQUIRED = os.environ.get("GATEWAY_TESTS_REQUIRE_PROMTOOL") == "1"
+"""Set by .ci/run: in CI a missing promtool fails the tests that need it instead of skipping."""
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None and not REQUIRED, reason="promtool not installed (.ci/run installs it)"
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run Prometheus' promtool (Debian's ``prometheus`` package) with ``args``."""
+    assert PROMTOOL is not None, "promtool is required here: apt-get install prometheus"
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 # ---- /metrics of a real app ----------------------------------------------------------------------

@@ -3,33 +3,34 @@
 The PrometheusRule is rendered from the chart (helm/ci/production-values.yaml), its groups
 written as a Prometheus rule file, checked with ``promtool check rules`` and unit-tested with
 ``promtool test rules`` against tests/deploy/alert_rules_test.yaml (the first guard rollback, a
-failover burst, the error ratio, the route failure ratio). promtool comes from Debian's
+failover burst, the error ratio, the route failure ratio, a ramp paused for long and a ramp a
+rollback stopped, with several replicas reporting each route). promtool comes from Debian's
 ``prometheus`` package, which .ci/run installs; without it these tests are skipped, except in CI
 (``GATEWAY_TESTS_REQUIRE_PROMTOOL=1``, set by .ci/run), where they fail.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.support import ROOT, manifests, one, production_values, render
+from tests.deploy.support import (
+    ROOT,
+    manifests,
+    needs_promtool,
+    one,
+    production_values,
+    promtool,
+    render,
+)
 from tests.unit.test_docs_links import anchors
 
 RULE_TESTS = Path(__file__).with_name("alert_rules_test.yaml")
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-PROMTOOL = shutil.which("promtool")
-REQUIRED = os.environ.get("GATEWAY_TESTS_REQUIRE_PROMTOOL") == "1"
-"""Set by .ci/run: in CI a missing promtool fails these tests instead of skipping them."""
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and not REQUIRED, reason="promtool not installed (.ci/run installs it)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +40,11 @@ def groups() -> list[dict[str, Any]]:
     return found
 
 
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None, "promtool is required here: apt-get install prometheus"
-    return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @needs_promtool
 def test_promtool_accepts_the_rendered_rules(groups: list[dict[str, Any]], tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}))
-    done = _promtool("check", "rules", str(rules))
+    done = promtool("check", "rules", str(rules))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -72,7 +66,7 @@ def test_the_alerts_fire_in_promtool_unit_tests(
     ]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": reduced}))
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
-    done = _promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
+    done = promtool("test", "rules", str(tmp_path / RULE_TESTS.name))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
 
@@ -88,8 +82,30 @@ def test_promtool_tests_cover_the_alerts_the_issue_names() -> None:
         "GatewayFailoverBurst",
         "GatewayHighErrorRate",
         "GatewayRouteUnhealthy",
+        "GatewayRampPaused",
+        "GatewayRampStopped",
     }
     assert needed <= tested
+
+
+def test_ramp_paused_duration_and_labels_are_values() -> None:
+    values = production_values()
+    values["metrics"]["prometheusRule"]["rampPausedFor"] = "4h"
+    values["metrics"]["prometheusRule"]["rampPausedLabels"] = {"severity": "info"}
+    rule = one(manifests(render(values)), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    paused = alerts["GatewayRampPaused"]
+    assert paused["for"] == "4h"
+    assert "4h" in paused["annotations"]["summary"]
+    # rampPausedLabels over alertLabels, for this alert only.
+    assert paused["labels"] == {"severity": "info", "team": "ml-platform"}
+    assert alerts["GatewayRampStopped"]["labels"] == {"severity": "warning", "team": "ml-platform"}
+    default = one(manifests(render(production_values())), "PrometheusRule")
+    (paused,) = [
+        r for g in default["spec"]["groups"] for r in g["rules"] if r["alert"] == paused["alert"]
+    ]
+    assert paused["for"] == "1h"
+    assert paused["labels"] == {"severity": "warning", "team": "ml-platform"}
 
 
 def test_every_alert_has_a_runbook_section(groups: list[dict[str, Any]]) -> None:

@@ -293,6 +293,125 @@ def test_no_client_keys_refuses_to_render() -> None:
         render({"clientKeys": {"existingSecret": ""}})
 
 
+# ---- tracing -------------------------------------------------------------------------------------
+
+TRACING = {
+    "enabled": True,
+    "endpoint": "http://otel-collector.observability:4318",
+    "ratio": 0.25,
+    "headers": {"existingSecret": "otel-collector", "key": "otlp-headers"},
+    "resourceAttributes": {"deployment.environment.name": "prod"},
+}
+POD = "gw-gateway-7d9f8c-x2x4q"
+
+
+def _kubelet_environment(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it for pod ``POD``: a fieldRef to
+    metadata.name is the pod's name, a secretKeyRef stands for ``<secret>/<key>``, and
+    ``$(NAME)`` in a value is expanded when NAME is defined earlier in the list."""
+    built: dict[str, str] = {}
+    for var in container["env"]:
+        if "value" in var:
+            value = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                lambda m: built.get(m.group(1), m.group(0)),
+                var["value"],
+            )
+        elif "fieldRef" in var["valueFrom"]:
+            assert var["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}, var
+            value = POD
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = f"{ref['name']}/{ref['key']}"
+        built[var["name"]] = value
+    return built
+
+
+def test_tracing_is_off_by_default(objects: list[dict[str, Any]]) -> None:
+    names = set(env_of(gateway_container(objects)))
+    assert not {n for n in names if n.startswith("OTEL_")}, names
+    assert "K8S_POD_NAME" not in names
+
+
+def test_tracing_on_gives_the_pods_the_variables_the_gateway_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from gateway.telemetry.tracing import exporter_names
+
+    values = production_values()
+    values["tracing"] = TRACING
+    objects = manifests(render(values))
+    for obj in objects:
+        if obj["kind"] not in CRD_KINDS:
+            for version in KUBE_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
+    container = gateway_container(objects)
+    env = env_of(container)
+    assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == TRACING["endpoint"]
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == "http/protobuf"
+    # The collector's token is referenced, never written into the manifest.
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {
+        "name": "OTEL_EXPORTER_OTLP_HEADERS",
+        "valueFrom": {"secretKeyRef": {"name": "otel-collector", "key": "otlp-headers"}},
+    }
+    assert env["OTEL_TRACES_SAMPLER"]["value"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
+
+    # What the gateway and the OpenTelemetry SDK make of the pod's environment.
+    built = _kubelet_environment(container)
+    assert exporter_names(built) == ["otlp"]
+    for name, value in built.items():
+        if name.startswith(("OTEL_", "K8S_")):
+            monkeypatch.setenv(name, value)
+    attributes = Resource.create().attributes
+    assert attributes["service.name"] == "gw-gateway"
+    assert attributes["k8s.namespace.name"] == NAMESPACE
+    assert attributes["k8s.deployment.name"] == "gw-gateway"
+    assert attributes["k8s.pod.name"] == POD
+    assert attributes["deployment.environment.name"] == "prod"
+    provider = TracerProvider()
+    try:
+        description = provider.sampler.get_description()
+    finally:
+        provider.shutdown()
+    assert description.startswith("ParentBased{root:TraceIdRatioBased{0.25}"), description
+
+
+def test_tracing_sampler_without_a_ratio_and_a_service_name() -> None:
+    values: dict[str, Any] = {
+        "tracing": {
+            "enabled": True,
+            "endpoint": "https://otlp.example.com",
+            "sampler": "parentbased_always_on",
+            "serviceName": "llm-gateway-eu",
+        }
+    }
+    env = env_of(gateway_container(manifests(render(values))))
+    assert env["OTEL_TRACES_SAMPLER"]["value"] == "parentbased_always_on"
+    assert "OTEL_TRACES_SAMPLER_ARG" not in env
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in env
+    assert env["OTEL_SERVICE_NAME"]["value"] == "llm-gateway-eu"
+
+
+def test_tracing_refuses_the_same_variable_from_extra_env() -> None:
+    values = production_values()
+    values["tracing"] = TRACING
+    values["extraEnv"].append(
+        {
+            "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "valueFrom": {"configMapKeyRef": {"name": "gateway-otel", "key": "endpoint"}},
+        }
+    )
+    with pytest.raises(helm.HelmRenderError, match="extraEnv sets OTEL_EXPORTER_OTLP_ENDPOINT"):
+        render(values)
+    values["tracing"] = {"enabled": False}
+    assert manifests(render(values)), "without tracing, extraEnv may set OTEL_* (as before)"
+
+
 # ---- the values schema ---------------------------------------------------------------------------
 
 
@@ -318,6 +437,16 @@ def test_no_client_keys_refuses_to_render() -> None:
         ({"prompts": {"../etc/passwd": "x"}}, "../etc/passwd"),
         ({"routes": {"prices": {}}}, "/routes"),
         ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "/enabled"),
+        ({"metrics": {"prometheusRule": {"rampPausedFor": "1 hour"}}}, "/rampPausedFor"),
+        ({"tracing": {"enabled": True}}, "/tracing/endpoint"),
+        ({"tracing": {"enabled": True, "endpoint": "otel:4317"}}, "/tracing/endpoint"),
+        ({"tracing": {"endpoint": "https://u:pw@otlp.example.com"}}, "/tracing/endpoint"),
+        ({"tracing": {"protocol": "grpc"}}, "'protocol' not allowed"),
+        ({"tracing": {"headers": {"value": "authorization=Bearer x"}}}, "'value' not allowed"),
+        ({"tracing": {"sampler": "ratio"}}, "/tracing/sampler"),
+        ({"tracing": {"ratio": 1.5}}, "/tracing/ratio"),
+        ({"tracing": {"resourceAttributes": {"k8s.pod.name": "x"}}}, "k8s.pod.name"),
+        ({"tracing": {"resourceAttributes": {"team": "a,b=c"}}}, "/tracing/resourceAttributes"),
     ],
 )
 def test_schema_rejects(values: dict[str, Any], where: str) -> None:

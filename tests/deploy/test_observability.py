@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from gateway.telemetry.ramp_metrics import RAMP_STATES
 from tests.deploy.support import (
     CHART,
     PROMETHEUS_SYNTHETIC,
@@ -20,8 +23,10 @@ from tests.deploy.support import (
     grafana_to_promql,
     manifests,
     metric_names,
+    needs_promtool,
     one,
     production_values,
+    promtool,
     render,
 )
 
@@ -209,6 +214,107 @@ def test_dashboard_covers_what_operators_need(dashboard: dict[str, Any]) -> None
     assert rollbacks["enable"]
 
 
+def _ramp_panels(dashboard: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    (step,) = [p for p in _panels(dashboard) if p["title"] == "Ramp step per route"]
+    (state,) = [p for p in _panels(dashboard) if p["title"] == "Ramp state per route"]
+    return step, state
+
+
+def test_dashboard_shows_the_ramp_step_and_state_per_route(dashboard: dict[str, Any]) -> None:
+    step, state = _ramp_panels(dashboard)
+    for panel in (step, state):
+        (target,) = panel["targets"]
+        assert target["legendFormat"] == "{{route}}"
+        assert 'route=~"$route"' in target["expr"]
+    # Replicas report the same route: one series per route, never a sum over the replicas.
+    (target,) = step["targets"]
+    assert target["expr"].startswith("max by (route) (gateway_ramp_step{")
+    assert state["type"] == "state-timeline"
+    (target,) = state["targets"]
+    assert "sum" not in target["expr"]
+    for name in RAMP_STATES:
+        assert f'state="{name}"' in target["expr"], name
+    (mapping,) = state["fieldConfig"]["defaults"]["mappings"]
+    texts = {option["text"] for option in mapping["options"].values()}
+    assert texts == {*RAMP_STATES, "replicas disagree"}
+
+
+@needs_promtool
+def test_dashboard_ramp_queries_combine_the_replicas(
+    dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """promtool evaluates the ramp panels' queries (dashboard variables at "All") on three
+    replicas' series: the state panel shows a state when every replica says it, and the
+    disagreement otherwise (here a pod that has not read its flags and reports stopped)."""
+    step, state = _ramp_panels(dashboard)
+    (mapping,) = state["fieldConfig"]["defaults"]["mappings"]
+    code = {option["text"]: float(value) for value, option in mapping["options"].items()}
+    # route -> what each of the three replicas reports: (state, step); None: no such pod yet
+    reports: dict[str, list[tuple[str, int] | None]] = {
+        "support-triage": [("ramping", 1)] * 3,
+        "billing": [("paused", 2)] * 3,
+        "summaries": [("complete", 3)] * 3,
+        "rolled-back": [("stopped", 1)] * 2 + [None],
+        "new-pod": [("ramping", 2), ("ramping", 2), ("stopped", 0)],
+    }
+    shown = {
+        "support-triage": "ramping",
+        "billing": "paused",
+        "summaries": "complete",
+        "rolled-back": "stopped",
+        "new-pod": "replicas disagree",
+    }
+    series = []
+    for route, pods in reports.items():
+        for n, report in enumerate(pods):
+            if report is None:
+                continue
+            labels = f'job="gw-gateway",namespace="llm",pod="gw-{n}",route="{route}"'
+            series.append({"series": f"gateway_ramp_step{{{labels}}}", "values": f"{report[1]}x10"})
+            for name in RAMP_STATES:
+                series.append(
+                    {
+                        "series": f'gateway_ramp_state{{{labels},state="{name}"}}',
+                        "values": f"{int(name == report[0])}x10",
+                    }
+                )
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": grafana_to_promql(state["targets"][0]["expr"]),
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {"labels": f'{{route="{route}"}}', "value": code[text]}
+                            for route, text in shown.items()
+                        ],
+                    },
+                    {
+                        "expr": grafana_to_promql(step["targets"][0]["expr"]),
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {
+                                "labels": f'{{route="{route}"}}',
+                                "value": max(r[1] for r in pods if r),
+                            }
+                            for route, pods in reports.items()
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    (tmp_path / "dashboard_test.yaml").write_text(yaml.safe_dump(tests))
+    done = promtool("test", "rules", str(tmp_path / "dashboard_test.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope="module")
 def alerts() -> dict[str, dict[str, Any]]:
     rule = one(manifests(render(production_values())), "PrometheusRule")
@@ -238,6 +344,18 @@ def test_the_alerts_the_issue_asks_for(alerts: dict[str, dict[str, Any]]) -> Non
     assert "gateway_overhead_seconds_bucket" in overhead
     assert "gateway_flag_store_up" in alerts["GatewayFlagStoreDegraded"]["expr"]
     assert alerts["GatewayFlagStoreDegraded"]["expr"].rstrip().endswith("== 0")
+
+    # The ramp's alerts read its state per route, every replica agreeing (min over pods: not a
+    # sum, which would count replicas, nor one alert per pod).
+    paused = alerts["GatewayRampPaused"]["expr"]
+    assert re.fullmatch(
+        r'min by \(route\) \(gateway_ramp_state\{[^}]*state="paused"\}\) == 1', paused.strip()
+    ), paused
+    stopped = alerts["GatewayRampStopped"]["expr"]
+    assert re.match(
+        r'min by \(route\) \(gateway_ramp_state\{[^}]*state="stopped"\}\) == 1', stopped
+    )
+    assert 'state=~"ramping|paused|complete"' in stopped
 
 
 def test_alerts_are_scoped_to_the_release(alerts: dict[str, dict[str, Any]]) -> None:

@@ -71,6 +71,18 @@ The routes file as YAML text: the `routes` value (a YAML object, or the file's t
 {{- . | replace "/" "__" -}}
 {{- end -}}
 
+{{/*
+OTEL_RESOURCE_ATTRIBUTES of the pods: the namespace, the Deployment and the pod (the kubelet
+expands $(K8S_POD_NAME), defined before it), then tracing.resourceAttributes.
+*/}}
+{{- define "gateway.otelResourceAttributes" -}}
+{{- $attributes := list (printf "k8s.namespace.name=%s" .Release.Namespace) (printf "k8s.deployment.name=%s" (include "gateway.fullname" .)) "k8s.pod.name=$(K8S_POD_NAME)" -}}
+{{- range $name, $value := .Values.tracing.resourceAttributes -}}
+{{- $attributes = append $attributes (printf "%s=%v" $name $value) -}}
+{{- end -}}
+{{- join "," $attributes -}}
+{{- end -}}
+
 {{/* Label matchers that scope alert expressions to this release's scrape job. */}}
 {{- define "gateway.alertSelector" -}}
 job="{{ include "gateway.fullname" . }}",namespace="{{ .Release.Namespace }}"
@@ -99,6 +111,14 @@ Checks across values that a JSON schema cannot express well; each `fail` says wh
 {{- end -}}
 {{- if not .Values.clientKeys.existingSecret -}}
 {{- fail "clientKeys.existingSecret is empty: the gateway refuses to serve without client keys. Create a Secret holding {\"app-name\": \"key\"} as JSON (docs/deployment.md) and name it here." -}}
+{{- end -}}
+{{- if .Values.tracing.enabled -}}
+{{- $tracingEnv := list "OTEL_TRACES_EXPORTER" "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_PROTOCOL" "OTEL_EXPORTER_OTLP_HEADERS" "OTEL_TRACES_SAMPLER" "OTEL_TRACES_SAMPLER_ARG" "OTEL_SERVICE_NAME" "OTEL_RESOURCE_ATTRIBUTES" "K8S_POD_NAME" -}}
+{{- range .Values.extraEnv -}}
+{{- if has .name $tracingEnv -}}
+{{- fail (printf "extraEnv sets %s, which tracing.enabled=true sets too (the container would get it twice): use the tracing values (docs/deployment.md section 10) and drop it from extraEnv." .name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $routes := include "gateway.routesYaml" . | fromYaml -}}
 {{- if hasKey $routes "Error" -}}
