@@ -367,12 +367,14 @@ class Metrics:
             "The ramp's current step, 0-based, as this replica's flag says.",
             ["route"],
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.ramp_state = Gauge(
             "gateway_ramp_state",
             "1 for the ramp's state (ramping, paused, complete, stopped), 0 for the others.",
             ["route", "state"],
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.events_too_large = Counter(
             "gateway_upstream_events_too_large",

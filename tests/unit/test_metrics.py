@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -297,3 +297,17 @@ def test_a_forgotten_guard_ratio_is_absent_or_nan_with_several_workers(
     metrics.forget_guard_failure_ratio("guarded", "candidate")
     samples = scrape(generate_latest(metrics.registry).decode())
     assert math.isnan(value(samples, ratio, route="guarded", role="candidate") or 0.0)
+
+
+def test_every_gauge_says_how_several_workers_combine(metrics: Metrics) -> None:
+    """With GATEWAY_WORKERS > 1 a gauge left in prometheus-client's default mode ("all") is one
+    series per worker pid, kept after the worker exits (a dead worker's ramp state would hold
+    an alert back): every gauge names its mode, as docs/api.md's table says."""
+    gauges = [g for g in vars(metrics).values() if isinstance(g, Gauge)]
+    assert len(gauges) >= 10
+    unset = [g._name for g in gauges if g._multiprocess_mode == "all"]
+    assert unset == []
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    table = docs.split("Gauges are combined per metric:", 1)[1].split("\n\n", 2)[1]
+    missing = [g._name for g in gauges if f"`{g._name}`" not in table]
+    assert missing == []
