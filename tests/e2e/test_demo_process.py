@@ -41,7 +41,7 @@ def test_demo_serves_on_gateway_port_from_the_simulator_port_given(tmp_path: Pat
         while "demo ready" not in err.read_text(errors="replace"):
             assert proc.poll() is None, err.read_text(errors="replace")
             assert time.monotonic() < deadline, err.read_text(errors="replace")
-            time.sleep(0.1)
+            time.sleep(0.02)
         response = quick_http.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             headers={"authorization": "Bearer sk-demo"},

@@ -15,7 +15,7 @@ from tests.processes import GatewayProcess, routes_yaml, start_gateway
 pytestmark = pytest.mark.e2e
 
 MAX_HEADER_BYTES = 8192
-HEADER_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 0.5
 WAIT_S = 10.0  # bound on every wait below
 
 
