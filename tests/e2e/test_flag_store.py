@@ -220,7 +220,9 @@ def test_two_sqlite_workers_both_serve_a_change(
     How soon is a number, not a behaviour: bench/flag_propagation.py measures it against the
     one-second bound (README, "Measured propagation"); here the seconds are only recorded."""
     routes = routes_yaml(sim.url, weight=100_000)
-    with start_gateway(tmp_path, routes, workers=2) as gw:
+    # The worker that did not write sees the change at its next poll (0.25 s by default).
+    env = {"GATEWAY_FLAG_POLL_INTERVAL_S": "0.05"}
+    with start_gateway(tmp_path, routes, env=env, workers=2) as gw:
         candidates = _worker_pids(gw.proc.pid)
         seen: dict[int, str] = {}
 
