@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,17 @@ import httpx
 import openai
 
 from gateway.tools.simulator import ANNOUNCE_PREFIX
+from tests import quick_http
 
 __all__ = [
     "GatewayProcess",
+    "GatewaySpec",
     "SimulatorProcess",
     "free_port",
     "read_log_events",
     "routes_yaml",
     "start_gateway",
+    "start_gateways",
     "start_simulator",
 ]
 
@@ -74,20 +77,20 @@ class SimulatorProcess:
         return self.url + "/v1"
 
     def set_behaviour(self, model: str, **behaviour: Any) -> None:
-        httpx.put(f"{self.url}/_simulator/models/{model}", json=behaviour).raise_for_status()
+        quick_http.put(f"{self.url}/_simulator/models/{model}", json=behaviour).raise_for_status()
 
     def reset(self) -> None:
         for model in list(self.behaviours()):
-            httpx.delete(f"{self.url}/_simulator/models/{model}").raise_for_status()
-        httpx.post(f"{self.url}/_simulator/stats/reset").raise_for_status()
+            quick_http.delete(f"{self.url}/_simulator/models/{model}").raise_for_status()
+        quick_http.post(f"{self.url}/_simulator/stats/reset").raise_for_status()
 
     def behaviours(self) -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(f"{self.url}/_simulator/models").json()
+        data: dict[str, Any] = quick_http.get(f"{self.url}/_simulator/models").json()
         models: dict[str, Any] = data.get("models", data)
         return models
 
     def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.get(f"{self.url}/_simulator/stats").json()
+        result: dict[str, Any] = quick_http.get(f"{self.url}/_simulator/stats").json()
         return result
 
 
@@ -140,7 +143,7 @@ class GatewayProcess:
     def client(self, **options: Any) -> httpx.Client:
         """Another httpx client for this gateway (e.g. one with other timeouts)."""
         options.setdefault("timeout", 30)
-        return httpx.Client(base_url=self.url, **options)
+        return quick_http.client(base_url=self.url, **options)
 
     def openai(self, api_key: str = CLIENT_KEY, **options: Any) -> openai.OpenAI:
         """The official sync SDK client for this gateway (no retries unless asked)."""
@@ -207,6 +210,16 @@ _gateway_numbers = itertools.count(1)
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
+@dataclass(frozen=True)
+class GatewaySpec:
+    """What :func:`start_gateways` starts: the arguments of :func:`start_gateway`."""
+
+    tmp_path: Path
+    routes: str
+    env: Mapping[str, str] | None = None
+    workers: int = 1
+
+
 @contextmanager
 def start_gateway(
     tmp_path: Path,
@@ -220,23 +233,51 @@ def start_gateway(
     The gateway binds port 0 and the port the OS gave it is read from uvicorn's "running on"
     log line: no port is picked in advance, so suites running side by side cannot collide.
     """
-    config = tmp_path / "gateway.yaml"
-    config.write_text(routes)
+    with start_gateways(GatewaySpec(tmp_path, routes, env, workers)) as [gateway]:
+        yield gateway
+
+
+@contextmanager
+def start_gateways(*specs: GatewaySpec) -> Iterator[list[GatewayProcess]]:
+    """Start several gateways at once (their start-ups overlap), wait until every one is
+    ready, and stop them all (SIGTERM to each first, then wait) on the way out.
+
+    Each spec needs a ``tmp_path`` of its own: the routes file is ``tmp_path/gateway.yaml``.
+    """
+    launched: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for spec in specs:
+            launched.append(_launch(spec))
+        with ExitStack() as clients:
+            gateways = []
+            for proc, log_path in launched:
+                url = _wait_ready(proc, log_path)
+                http = clients.enter_context(quick_http.client(base_url=url, timeout=30))
+                gateways.append(GatewayProcess(proc, url, log_path, http))
+            yield gateways
+    finally:
+        _stop(*(proc for proc, _ in launched))
+
+
+def _launch(spec: GatewaySpec) -> tuple[subprocess.Popen[bytes], Path]:
+    """Write the routes file and start ``python -m gateway serve``; (process, log file)."""
+    config = spec.tmp_path / "gateway.yaml"
+    config.write_text(spec.routes)
     number = next(_gateway_numbers)
-    log_path = tmp_path / f"gateway-{number}.log"
+    log_path = spec.tmp_path / f"gateway-{number}.log"
     full_env = {
         **os.environ,
         "GATEWAY_CONFIG": str(config),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
         "GATEWAY_LOG_LEVEL": "info",
-        "GATEWAY_WORKERS": str(workers),
+        "GATEWAY_WORKERS": str(spec.workers),
         "GATEWAY_CLIENT_KEYS": f'{{"test-app": "{CLIENT_KEY}", "eval": "{EVAL_KEY}"}}',
         "GATEWAY_OVERRIDE_KEYS": '["eval"]',
         "GATEWAY_ADMIN_KEYS": f'{{"ops": "{ADMIN_KEY}"}}',
-        "GATEWAY_FLAG_STORE": f"sqlite:///{tmp_path}/flags-{number}.db",
+        "GATEWAY_FLAG_STORE": f"sqlite:///{spec.tmp_path}/flags-{number}.db",
         "GATEWAY_SHUTDOWN_GRACE_S": "2",
-        **(env or {}),
+        **(spec.env or {}),
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -246,12 +287,7 @@ def start_gateway(
             env=full_env,
             cwd=ROOT,
         )
-    try:
-        url = _wait_ready(proc, log_path)
-        with httpx.Client(base_url=url, timeout=30) as http:
-            yield GatewayProcess(proc, url, log_path, http)
-    finally:
-        _stop(proc)
+    return proc, log_path
 
 
 def _wait_ready(proc: subprocess.Popen[Any], log_path: Path) -> str:
@@ -265,17 +301,20 @@ def _wait_ready(proc: subprocess.Popen[Any], log_path: Path) -> str:
             url = f"http://127.0.0.1:{found.group(1)}"
         if url is not None:
             try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                if quick_http.get(url + "/healthz", timeout=5).status_code == 200:
                     return url
             except httpx.HTTPError:
                 pass
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
+def _stop(*procs: subprocess.Popen[Any]) -> None:
+    """SIGTERM every process still running, then wait for each (10 s, then SIGKILL)."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         proc.send_signal(signal.SIGTERM)
+    for proc in running:
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests import quick_http
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +41,8 @@ def test_demo_serves_on_gateway_port_from_the_simulator_port_given(tmp_path: Pat
         while "demo ready" not in err.read_text(errors="replace"):
             assert proc.poll() is None, err.read_text(errors="replace")
             assert time.monotonic() < deadline, err.read_text(errors="replace")
-            time.sleep(0.1)
-        response = httpx.post(
+            time.sleep(0.02)
+        response = quick_http.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             headers={"authorization": "Bearer sk-demo"},
             json={
@@ -53,7 +53,7 @@ def test_demo_serves_on_gateway_port_from_the_simulator_port_given(tmp_path: Pat
         )
         assert response.status_code == 200, response.text
         assert response.headers["x-gateway-variant"] in ("finetuned", "prompted")
-        stats = httpx.get(f"http://127.0.0.1:{simulator_port}/_simulator/stats", timeout=10)
+        stats = quick_http.get(f"http://127.0.0.1:{simulator_port}/_simulator/stats", timeout=10)
         assert stats.status_code == 200
     finally:
         if proc.poll() is None:

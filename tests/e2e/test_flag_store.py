@@ -27,15 +27,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import quick_http
 from tests.e2e.support import AUTH, TICKET, assert_error_envelope, wait_for
 from tests.processes import (
     ADMIN_KEY,
     SHARED_REDIS,
     GatewayProcess,
+    GatewaySpec,
     SimulatorProcess,
     free_port,
     routes_yaml,
     start_gateway,
+    start_gateways,
 )
 from tests.redis_server import RedisServer
 
@@ -60,7 +63,7 @@ def served_decision(url: str, client: httpx.Client | None = None) -> str:
     ``client`` is given); fails on any status but 200."""
     headers = {**AUTH, "x-gateway-subject": SUBJECT}
     if client is None:
-        response = httpx.post(url + "/v1/chat/completions", json=chat_body(), headers=headers)
+        response = quick_http.post(url + "/v1/chat/completions", json=chat_body(), headers=headers)
     else:
         response = client.post(url + "/v1/chat/completions", json=chat_body(), headers=headers)
     assert response.status_code == 200, response.text
@@ -68,18 +71,18 @@ def served_decision(url: str, client: httpx.Client | None = None) -> str:
 
 
 def patch_flag(gw: GatewayProcess, body: dict[str, Any]) -> httpx.Response:
-    return httpx.patch(f"{gw.url}/admin/flags/{ROUTE}", json=body, headers=ADMIN, timeout=10)
+    return quick_http.patch(f"{gw.url}/admin/flags/{ROUTE}", json=body, headers=ADMIN, timeout=10)
 
 
 def get_flag(gw: GatewayProcess) -> dict[str, Any]:
-    response = httpx.get(f"{gw.url}/admin/flags/{ROUTE}", headers=ADMIN, timeout=10)
+    response = quick_http.get(f"{gw.url}/admin/flags/{ROUTE}", headers=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
     return data
 
 
 def readiness(gw: GatewayProcess) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(gw.url + "/readyz", timeout=5).json()
+    data: dict[str, Any] = quick_http.get(gw.url + "/readyz", timeout=5).json()
     return data
 
 
@@ -133,7 +136,9 @@ def test_sqlite_flag_change_survives_sigkill_right_after_the_patch(
             1,
             "before the crash",
         )
-        audit = httpx.get(f"{gw.url}/admin/audit", params={"route": ROUTE}, headers=ADMIN).json()
+        audit = quick_http.get(
+            f"{gw.url}/admin/audit", params={"route": ROUTE}, headers=ADMIN
+        ).json()
         assert [entry["reason"] for entry in audit["data"]] == ["before the crash"]
 
 
@@ -194,7 +199,7 @@ def served_on_fresh_connection(gw: GatewayProcess, workers: set[int], t0: float)
     """One chat request on a new connection, with the worker that answered it."""
     port = int(gw.url.rsplit(":", 1)[1])
     sent = time.monotonic() - t0
-    with httpx.Client(timeout=10) as client:
+    with quick_http.client(timeout=10) as client:
         decision = served_decision(gw.url, client)
         # The connection is kept alive until the client closes: find who holds its other end.
         response = client.get(gw.url + "/healthz")
@@ -215,7 +220,9 @@ def test_two_sqlite_workers_both_serve_a_change(
     How soon is a number, not a behaviour: bench/flag_propagation.py measures it against the
     one-second bound (README, "Measured propagation"); here the seconds are only recorded."""
     routes = routes_yaml(sim.url, weight=100_000)
-    with start_gateway(tmp_path, routes, workers=2) as gw:
+    # The worker that did not write sees the change at its next poll (0.25 s by default).
+    env = {"GATEWAY_FLAG_POLL_INTERVAL_S": "0.05"}
+    with start_gateway(tmp_path, routes, env=env, workers=2) as gw:
         candidates = _worker_pids(gw.proc.pid)
         seen: dict[int, str] = {}
 
@@ -275,9 +282,10 @@ def test_redis_change_through_one_gateway_is_served_by_the_other(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        start_gateway(tmp_path / "a", routes, env=env) as a,
-        start_gateway(tmp_path / "b", routes, env=env) as b,
-        httpx.Client(timeout=10) as client,
+        start_gateways(
+            GatewaySpec(tmp_path / "a", routes, env), GatewaySpec(tmp_path / "b", routes, env)
+        ) as (a, b),
+        quick_http.client(timeout=10) as client,
     ):
         assert served_decision(b.url, client) == OLD
         assert readiness(a)["flag_store"]["kind"] == "redis"
@@ -307,7 +315,7 @@ class Traffic:
 
     def _run(self) -> None:
         headers = {**AUTH, "x-gateway-subject": SUBJECT}
-        with httpx.Client(timeout=10) as client:
+        with quick_http.client(timeout=10) as client:
             while not self._stop.is_set():
                 try:
                     response = client.post(
@@ -399,7 +407,10 @@ def test_redis_restart_without_state_keeps_admin_reads_and_writes_consistent(
         assert (response.json()["enabled"], response.json()["version"]) == (True, 2)
         assert served_decision(gw.url) == "rollout"
         assert get_flag(gw)["weight"] == 0
-        assert httpx.get(gw.url + "/admin/routes", headers=ADMIN).json()[0]["flag"]["version"] == 2
+        assert (
+            quick_http.get(gw.url + "/admin/routes", headers=ADMIN).json()[0]["flag"]["version"]
+            == 2
+        )
 
 
 def test_cold_start_with_redis_down_serves_the_fallback(
@@ -415,7 +426,7 @@ def test_cold_start_with_redis_down_serves_the_fallback(
         assert status["flag_store"]["kind"] == "redis"
         assert status["flag_store"]["serving"] == "fallback"
         assert status["flag_store"]["last_sync_age_s"] is None
-        response = httpx.post(
+        response = quick_http.post(
             gw.base_url + "/chat/completions",
             json=chat_body(),
             headers={**AUTH, "x-gateway-subject": SUBJECT},

@@ -14,20 +14,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests import quick_http
 from tests.e2e.support import AUTH, TICKET, metric_value, wait_for
 from tests.processes import (
     ADMIN_KEY,
     GatewayProcess,
+    GatewaySpec,
     SimulatorProcess,
     routes_yaml,
     start_gateway,
+    start_gateways,
 )
 from tests.redis_server import RedisServer
 
@@ -64,25 +66,20 @@ def replicas(
 ) -> Iterator[dict[str, GatewayProcess]]:
     """Gateways gw-a, gw-b and gw-c on the private Redis, for the whole module."""
     routes = routes_yaml(simulator.url, weight=100_000)
-    with ExitStack() as stack:
-        gateways = {
-            name: stack.enter_context(
-                start_gateway(
-                    tmp_path_factory.mktemp(name),
-                    routes,
-                    env=gateway_env(redis_server.url, name),
-                )
-            )
-            for name in ("gw-a", "gw-b", "gw-c")
-        }
-        yield gateways
+    names = ("gw-a", "gw-b", "gw-c")
+    specs = [
+        GatewaySpec(tmp_path_factory.mktemp(name), routes, gateway_env(redis_server.url, name))
+        for name in names
+    ]
+    with start_gateways(*specs) as gateways:
+        yield dict(zip(names, gateways, strict=True))
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
 
 def admin(gw: GatewayProcess, method: str, path: str, body: Any = None) -> httpx.Response:
-    return httpx.request(method, gw.url + path, json=body, headers=ADMIN, timeout=10)
+    return quick_http.request(method, gw.url + path, json=body, headers=ADMIN, timeout=10)
 
 
 def flag(gw: GatewayProcess) -> dict[str, Any]:
@@ -93,7 +90,7 @@ def flag(gw: GatewayProcess) -> dict[str, Any]:
 
 
 def readiness(gw: GatewayProcess) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(gw.url + "/readyz", timeout=5).json()
+    data: dict[str, Any] = quick_http.get(gw.url + "/readyz", timeout=5).json()
     return data
 
 
@@ -104,7 +101,7 @@ def served_version(gw: GatewayProcess) -> int | None:
 
 def answer(gw: GatewayProcess, subject: str = "chaos-subject") -> tuple[str, str]:
     """(variant, decision) of one chat request."""
-    response = httpx.post(
+    response = quick_http.post(
         gw.base_url + "/chat/completions",
         json={"model": ROUTE, "messages": [{"role": "user", "content": TICKET}]},
         headers={**AUTH, "x-gateway-subject": subject},

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import quick_http
 from tests.cli_inprocess import CliRun, run_cli
 from tests.e2e.support import AUTH, TICKET, AnyGateway, metric_value, wait_for
 from tests.inprocess_sim import (
@@ -35,9 +36,10 @@ from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
     SHARED_REDIS,
+    GatewaySpec,
     SimulatorProcess,
     routes_yaml,
-    start_gateway,
+    start_gateways,
 )
 
 ROUTE = "support-triage"
@@ -201,9 +203,10 @@ def test_a_guard_rollback_tripped_by_one_replica_is_served_by_the_other(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        start_gateway(tmp_path / "a", routes, env=env) as a,
-        start_gateway(tmp_path / "b", routes, env=env) as b,
-        httpx.Client(timeout=10) as client,
+        start_gateways(
+            GatewaySpec(tmp_path / "a", routes, env), GatewaySpec(tmp_path / "b", routes, env)
+        ) as (a, b),
+        quick_http.client(timeout=10) as client,
     ):
         assert "rolled_back" not in decisions(client, b, "b-before", 10)
         drive_until_rolled_back(client, a, "a-bad")
@@ -246,7 +249,10 @@ class _Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/guard"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: 20 ms, not the default 500.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> _Webhook:
         self.thread.start()

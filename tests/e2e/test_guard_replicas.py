@@ -22,14 +22,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import quick_http
 from tests.e2e.support import AUTH, TICKET, wait_for
 from tests.processes import (
     ADMIN_KEY,
     CANDIDATE_MODEL,
     GatewayProcess,
+    GatewaySpec,
     SimulatorProcess,
     routes_yaml,
-    start_gateway,
+    start_gateways,
 )
 from tests.redis_server import RedisServer
 
@@ -51,7 +53,7 @@ class Cluster:
         self.redis = redis
         self.gateways = gateways
         self.sim = sim
-        self.http = httpx.Client(timeout=15)
+        self.http = quick_http.client(timeout=15)
 
     def ask(self, gw: GatewayProcess) -> httpx.Response:
         response = self.http.post(
@@ -157,12 +159,11 @@ def cluster(
         for name in "abc":
             (tmp / name).mkdir()
         routes = routes_yaml(simulator.url, weight=50_000, route_extra="guard: {min_samples: 50}")
-        with (
-            start_gateway(tmp / "a", routes, env={**env, "GATEWAY_REPLICA_ID": "a"}) as a,
-            start_gateway(tmp / "b", routes, env={**env, "GATEWAY_REPLICA_ID": "b"}) as b,
-            start_gateway(tmp / "c", routes, env={**env, "GATEWAY_REPLICA_ID": "c"}) as c,
-        ):
-            cluster = Cluster(redis, [a, b, c], simulator)
+        specs = [
+            GatewaySpec(tmp / name, routes, {**env, "GATEWAY_REPLICA_ID": name}) for name in "abc"
+        ]
+        with start_gateways(*specs) as gateways:
+            cluster = Cluster(redis, gateways, simulator)
             yield cluster
             cluster.http.close()
             simulator.reset()

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from tests import quick_http
 from tests.e2e.support import metric_value
 from tests.processes import CLIENT_KEY, SimulatorProcess, routes_yaml, start_gateway
 
@@ -50,7 +50,7 @@ def test_every_scrape_counts_both_workers(tmp_path: Path, sim: SimulatorProcess)
         sent = 0
         while sent < MAX_REQUESTS:
             for _ in range(BATCH):  # a new connection each: the kernel picks the worker
-                with httpx.Client(base_url=gw.url, timeout=30) as client:
+                with quick_http.client(base_url=gw.url, timeout=30) as client:
                     reply = client.post(
                         "/v1/chat/completions",
                         json=body,
@@ -62,7 +62,7 @@ def test_every_scrape_counts_both_workers(tmp_path: Path, sim: SimulatorProcess)
                 break
         assert len([n for n in requests_by_worker(directory).values() if n]) == 2
         for _ in range(6):
-            with httpx.Client(base_url=gw.url, timeout=30) as client:
+            with quick_http.client(base_url=gw.url, timeout=30) as client:
                 text = client.get("/metrics").text
             assert metric_value(text, "gateway_requests_total") == sent
             assert metric_value(text, "gen_ai_client_operation_duration_seconds_count") == sent
