@@ -63,7 +63,8 @@ class UpstreamSettings(BaseModel):
 
 
 class ConsoleSettings(BaseModel):
-    """The ops console at ``/admin/ui`` (``GATEWAY_CONSOLE__*``): its login sessions.
+    """The ops console at ``/admin/ui`` (``GATEWAY_CONSOLE__*``): its login sessions and how
+    often an open page reads the admin API.
 
     A session is a signed cookie (HMAC-SHA256 with ``session_secret``, carrying its expiry), so
     every replica that shares the secret accepts it. Without a secret each process makes a
@@ -77,6 +78,13 @@ class ConsoleSettings(BaseModel):
     )
     session_ttl_s: float = Field(
         8 * 3600.0, gt=0, description="A console session lasts this long after login (seconds)."
+    )
+    refresh_s: float = Field(
+        2.0,
+        ge=0.2,
+        le=60.0,
+        description="An open console page reads the admin API this often (seconds); each read "
+        "is three admin GETs. The quality chart keeps 300 points per route.",
     )
     secure_cookie: Literal["auto", "always", "never"] = Field(
         "auto",

@@ -95,6 +95,7 @@ def console_handlers(gw: Any) -> list[Any]:
                 if session.actor
                 else session.key_name,
                 "replica": gw.replica,
+                "refresh_ms": round(gw.settings.console.refresh_s * 1000),
             },
             headers=page_headers(),
         )

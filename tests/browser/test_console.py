@@ -96,7 +96,9 @@ def gateway(sim: SimulatorProcess, tmp_path: Path) -> Iterator[GatewayProcess]:
         "ramp: {steps: ['10%', '50%', '100%'], min_samples: 30, min_dwell_s: 600}"
     )
     routes = routes_yaml(sim.url, weight=10_000, route_extra=route_extra)
-    with start_gateway(tmp_path, routes) as gw:
+    # The page reads the admin API every 0.3 s (default 2 s): the waits for live figures, the
+    # guard's rollback and the re-render after it each take a poll or two.
+    with start_gateway(tmp_path, routes, env={"GATEWAY_CONSOLE__REFRESH_S": "0.3"}) as gw:
         yield gw
 
 

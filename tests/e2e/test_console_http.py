@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -279,3 +280,16 @@ async def test_a_session_works_on_every_replica_sharing_the_secret(tmp_path: Pat
         assert (await second.client.get("/admin/ui", headers=cookie)).status_code == 200
         assert (await other.client.get("/admin/routes", headers=cookie)).status_code == 401
         assert (await other.client.get("/admin/ui", headers=cookie)).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("env", "refresh_ms"), [({}, "2000"), ({"console": {"refresh_s": 0.5}}, "500")]
+)
+async def test_the_page_carries_its_refresh_interval(
+    tmp_path: Path, env: dict[str, Any], refresh_ms: str
+) -> None:
+    """GATEWAY_CONSOLE__REFRESH_S (default 2 s) reaches the page's script as a meta tag."""
+    async with in_process_gateway(tmp_path, answer, **env) as gateway:
+        await log_in(gateway.client)
+        page = await gateway.client.get("/admin/ui")
+        assert f'<meta name="refresh-ms" content="{refresh_ms}">' in page.text

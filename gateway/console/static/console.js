@@ -1,6 +1,6 @@
 // The gateway's ops console. Plain JavaScript, served by the gateway itself (no CDN).
 //
-// Every POLL_MS it reads the admin API with the session cookie (GET /admin/routes,
+// Every POLL_MS (GATEWAY_CONSOLE__REFRESH_S, given in the page's refresh-ms meta tag) it reads the admin API with the session cookie (GET /admin/routes,
 // /admin/ui/stats, /admin/audit) and updates one card per route. The quality chart is a time
 // series kept in this page: it starts when the page is opened. Actions go through the admin
 // API with the page's CSRF token; each needs a reason and a confirmation, and is sent with the
@@ -9,8 +9,8 @@
 "use strict";
 
 (function () {
-  const POLL_MS = 2000;
-  const HISTORY = 300; // chart points kept per route (10 minutes at POLL_MS)
+  const POLL_MS = Number(document.querySelector('meta[name="refresh-ms"]').content) || 2000;
+  const HISTORY = 300; // chart points kept per route (10 minutes at the default 2 s)
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const cards = new Map(); // route name -> {root, parts}
   const history = new Map(); // route name -> [{t, cand, fall, ceiling}]
