@@ -17,7 +17,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamEventTooLargeError,
 )
-from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each
+from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each, observe_one
 
 __all__ = ["RequestRecord", "Telemetry"]
 
@@ -117,12 +117,12 @@ class Telemetry:
         if vm is not None:
             requests, errors = self.counts.get((route, variant), (0, 0))
             self.counts[(route, variant)] = (requests + 1, errors + (rec.status >= 500))
-            vm.duration.observe(total)
-            vm.overhead.observe(overhead)
+            observe_one(vm.duration, total)
+            observe_one(vm.overhead, overhead)
             if rec.attempt_seconds:
-                vm.upstream_duration.observe(rec.attempt_seconds)
+                observe_one(vm.upstream_duration, rec.attempt_seconds)
             if rec.ttft_seconds is not None:
-                vm.ttft.observe(rec.ttft_seconds)
+                observe_one(vm.ttft, rec.ttft_seconds)
             if rec.input_tokens:
                 vm.input_tokens.inc(rec.input_tokens)
             if rec.output_tokens:
@@ -133,15 +133,15 @@ class Telemetry:
             if ga is None:
                 ga = m.gen_ai_for(vm, rec.operation)
             if rec.status < 400:
-                ga.duration.observe(total)
+                observe_one(ga.duration, total)
             else:
-                m.gen_ai_failed(ga, rec.status).observe(total)
+                observe_one(m.gen_ai_failed(ga, rec.status), total)
             if rec.input_tokens:
-                ga.input_tokens.observe(rec.input_tokens)
+                observe_one(ga.input_tokens, rec.input_tokens)
             if rec.output_tokens:
-                ga.output_tokens.observe(rec.output_tokens)
+                observe_one(ga.output_tokens, rec.output_tokens)
             if rec.stream and rec.ttft_seconds is not None:  # streams only, as the convention
-                ga.first_chunk.observe(rec.ttft_seconds)
+                observe_one(ga.first_chunk, rec.ttft_seconds)
             if rec.chunk_gaps is not None:
                 observe_each(ga.per_chunk, rec.chunk_gaps)
         extra: dict[str, Any] | None = None  # the rare fields, only when there are some
