@@ -21,8 +21,6 @@ from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each, obse
 
 __all__ = ["RequestRecord", "Telemetry"]
 
-_NO_FIELDS: dict[str, Any] = {}
-
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -99,6 +97,9 @@ class Telemetry:
         :func:`~gateway.telemetry.logging.get_line_logger`'s)."""
         self.metrics = metrics
         self._log = logger
+        self._emit: Any = getattr(logger, "emit", None)
+        """:func:`~gateway.telemetry.logging.get_line_logger`'s ``emit`` (other loggers, e.g.
+        tests' recording ones, get keyword arguments)."""
         self._log_payloads = log_payloads
         self.counts: dict[tuple[str, str], tuple[int, int]] = {}
         """(route, variant) -> (requests, errors with status >= 500), since start."""
@@ -161,29 +162,33 @@ class Telemetry:
             extra = extra or {}
             extra["messages"] = rec.prompt
             extra["completion"] = rec.completion
-        log = self._log.warning if rec.status >= 500 else self._log.info
         ttft = rec.ttft_seconds
-        log(
-            "request.completed",
-            request_id=rec.request_id,
-            operation=rec.operation,
-            route=rec.route,
-            variant=rec.variant,
-            decision=rec.decision,
-            upstream=rec.upstream,
-            upstream_model=rec.upstream_model,
-            stream=rec.stream,
-            status=rec.status,
-            duration_ms=round(total * 1000, 3),
-            upstream_duration_ms=round(rec.upstream_seconds * 1000, 3),
-            overhead_ms=round(overhead * 1000, 3),
-            ttft_ms=None if ttft is None else round(ttft * 1000, 3),
-            input_tokens=rec.input_tokens,
-            output_tokens=rec.output_tokens,
-            cost_usd=round(rec.cost_usd, 10) if rec.priced else None,
-            client_key=rec.client_key,
-            **(extra or _NO_FIELDS),
-        )
+        fields = {
+            "request_id": rec.request_id,
+            "operation": rec.operation,
+            "route": rec.route,
+            "variant": rec.variant,
+            "decision": rec.decision,
+            "upstream": rec.upstream,
+            "upstream_model": rec.upstream_model,
+            "stream": rec.stream,
+            "status": rec.status,
+            "duration_ms": round(total * 1000, 3),
+            "upstream_duration_ms": round(rec.upstream_seconds * 1000, 3),
+            "overhead_ms": round(overhead * 1000, 3),
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "input_tokens": rec.input_tokens,
+            "output_tokens": rec.output_tokens,
+            "cost_usd": round(rec.cost_usd, 10) if rec.priced else None,
+            "client_key": rec.client_key,
+        }
+        if extra:
+            fields.update(extra)
+        method = "warning" if rec.status >= 500 else "info"
+        if self._emit is not None:  # the line logger: the dict as it is
+            self._emit(method, "request.completed", fields)
+        else:
+            getattr(self._log, method)("request.completed", **fields)
 
     # --- the relay's other metric updates: every one goes through here ----------------------
 
