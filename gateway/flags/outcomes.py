@@ -196,14 +196,18 @@ class SQLiteOutcomeStore:
             self.path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA journal_mode=WAL")
+        # No fsync per exchange (WAL's commits reach the disk at checkpoints): a power cut can
+        # lose the last counts written, which every replica's next write restores (they are
+        # absolute values). A third of an exchange's CPU (bench/RESULTS.md, step 8).
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
         self._conn, self._inode = conn, self._file_id()
         return conn
 
-    def _exchange(
-        self, replica: str, own: list[tuple[RolloutKey, OutcomeCounts]], keys: list[RolloutKey]
-    ) -> dict[RolloutKey, OutcomeCounts]:
-        conn = self._connection()
+    @staticmethod
+    def _write(
+        conn: sqlite3.Connection, replica: str, own: list[tuple[RolloutKey, OutcomeCounts]]
+    ) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -217,6 +221,13 @@ class SQLiteOutcomeStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _exchange(
+        self, replica: str, own: list[tuple[RolloutKey, OutcomeCounts]], keys: list[RolloutKey]
+    ) -> dict[RolloutKey, OutcomeCounts]:
+        conn = self._connection()
+        if own:
+            self._write(conn, replica, own)
         totals = {}
         for key in keys:
             row = conn.execute(

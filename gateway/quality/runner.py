@@ -2,7 +2,9 @@
 
 * **evidence sync** (every ``GATEWAY_GUARD_FLUSH_S``): publish this replica's outcome counts
   to the flag store and read back the route-wide totals (:mod:`gateway.flags.outcomes`), so
-  every replica's guard decides on the same stream of outcomes;
+  every replica's guard decides on the same stream of outcomes; counts that did not change
+  since this replica wrote them are only read, and written again once per :data:`REWRITE_S`
+  (an idle replica does not write the same numbers 50 times a second);
 * **ticks** (after every exchange, and every ``GATEWAY_GUARD_TICK_S`` for this replica's own
   outcomes while the store is away): ask the pure guard for verdicts; a trip latches
   the route on its fallback on this replica at once (:class:`~gateway.quality.latch.LatchedFlags`)
@@ -19,6 +21,7 @@ compare-and-set, the others find the flag rolled back and stand down.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +29,7 @@ import httpx
 import msgspec
 
 from gateway.errors import ConflictError, GatewayError, StoreUnavailableError
-from gateway.flags.outcomes import OutcomeStore
+from gateway.flags.outcomes import OutcomeCounts, OutcomeStore, RolloutKey
 from gateway.flags.service import FlagService
 from gateway.quality.guard import Guard, Trip, Verdict
 from gateway.quality.latch import LatchedFlags
@@ -39,6 +42,10 @@ from gateway.telemetry import Metrics
 __all__ = ["GuardRunner", "describe"]
 
 _MAX_BACKOFF_S = 2.0
+REWRITE_S = 1.0
+"""Counts that did not change since this replica last wrote them are read, not written again,
+for this long: an idle replica writes once a second instead of every exchange (a store that
+lost its data gets an idle replica's share back within that second)."""
 
 
 def describe(verdict: Verdict) -> str:
@@ -83,6 +90,7 @@ class GuardRunner:
         outcomes: OutcomeStore | None = None,
         webhook_url: str | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._guard = guard
         self._flags = flags
@@ -95,6 +103,9 @@ class GuardRunner:
         self._outcomes = outcomes
         self._webhook_url = webhook_url
         self._sleep = sleep
+        self._clock = clock
+        self._written: dict[RolloutKey, tuple[OutcomeCounts, float]] = {}
+        """Per rollout: the own counts last written and when (:data:`REWRITE_S`)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
         self._pending: dict[str, Trip] = {}
@@ -158,8 +169,20 @@ class GuardRunner:
         own = self._guard.own_counts()
         if not own:
             return
-        totals = await self._outcomes.exchange(self._replica, own, ())
-        self._guard.merge_totals(own, totals)
+        now = self._clock()
+        written = self._written
+        changed = {
+            key: counts
+            for key, counts in own.items()
+            if (last := written.get(key)) is None or last[0] != counts or now - last[1] >= REWRITE_S
+        }
+        totals = await self._outcomes.exchange(self._replica, changed, own.keys())
+        for key, counts in changed.items():
+            written[key] = (counts, now)
+        if len(written) > len(own):  # forget rollouts that are no longer current
+            for key in [key for key in written if key not in own]:
+                del written[key]
+        self._guard.merge_totals(changed, totals)
         self._exchanged()
 
     def _exchanged(self) -> None:

@@ -134,15 +134,42 @@ def _render_line(_: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:
     return _line_encoder.encode(event_dict)
 
 
+class _Emit:
+    """:meth:`emit` for the line logger (mixed into structlog's filtering bound logger)."""
+
+    _context: dict[str, Any]
+    _processors: list[Any]
+    _logger: Any
+    _min_level: int
+
+    def emit(self, method_name: str, event: str, fields: dict[str, Any]) -> None:
+        """``self.<method_name>(event, **fields)`` taking ``fields`` as the dict it already is:
+        the same level filter, processors, output and key order, without structlog packing
+        and unpacking some twenty keyword arguments three times on the way (a
+        ``request.completed`` line 6.5 -> 3.7 µs; bench/RESULTS.md, "Data plane v2")."""
+        if _LEVELS[method_name] < self._min_level:
+            return
+        event_dict = self._context.copy()
+        event_dict.update(fields)
+        event_dict["event"] = event
+        logger = self._logger
+        for processor in self._processors:
+            event_dict = processor(logger, method_name, event_dict)
+        logger.msg(event_dict)
+
+
 def get_line_logger(name: str) -> Any:
     """A structlog logger bound with ``logger=name`` for the one event per request: level
     filtered as :func:`configure_logging` said, rendered by a single processor, written by
     structlog's ``BytesLogger`` to stdout. No context variables are merged; the current span's
-    ids are added (:func:`add_trace_ids`) when :func:`configure_logging` said ``trace_ids``."""
+    ids are added (:func:`add_trace_ids`) when :func:`configure_logging` said ``trace_ids``.
+    Besides structlog's methods it has ``emit(method_name, event, fields)`` (see
+    :meth:`_Emit.emit`)."""
     wrapper: Any = structlog.make_filtering_bound_logger(_LineOutput.level)
+    line_logger: Any = type("LineLogger", (_Emit, wrapper), {"_min_level": _LineOutput.level})
     output = structlog.BytesLogger(_LineOutput.file or sys.stdout.buffer)
     processors: list[Any] = [add_trace_ids] if _LineOutput.trace_ids else []
-    return wrapper(output, [*processors, _render_line], {"logger": name})
+    return line_logger(output, [*processors, _render_line], {"logger": name})
 
 
 def get_logger(name: str) -> Any:

@@ -85,6 +85,15 @@ def gen_ai_operation(operation: str) -> str:
     return GEN_AI_OPERATIONS.get(operation, operation)
 
 
+def observe_one(child: Any, value: float) -> None:
+    """``child.observe(value)`` for a histogram child, without its checks and its Python loop
+    over the buckets: a bisect and the same two locked increments (0.65 -> 0.43 µs a call;
+    seven per request). Same layout as :func:`observe_each`, pinned by tests/unit/test_metrics.py
+    against ``observe``."""
+    child._sum.inc(value)
+    child._buckets[bisect_left(child._upper_bounds, value)].inc(1)
+
+
 def observe_each(child: Any, values: list[float]) -> None:
     """Record every value of ``values`` in the histogram child ``child``, exactly as one
     ``child.observe(value)`` per value would, but with one locked increment per bucket touched

@@ -17,11 +17,9 @@ from gateway.errors import (
     UpstreamError,
     UpstreamEventTooLargeError,
 )
-from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each
+from gateway.telemetry.metrics import UNKNOWN_ROUTE, Metrics, observe_each, observe_one
 
 __all__ = ["RequestRecord", "Telemetry"]
-
-_NO_FIELDS: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
@@ -99,6 +97,9 @@ class Telemetry:
         :func:`~gateway.telemetry.logging.get_line_logger`'s)."""
         self.metrics = metrics
         self._log = logger
+        self._emit: Any = getattr(logger, "emit", None)
+        """:func:`~gateway.telemetry.logging.get_line_logger`'s ``emit`` (other loggers, e.g.
+        tests' recording ones, get keyword arguments)."""
         self._log_payloads = log_payloads
         self.counts: dict[tuple[str, str], tuple[int, int]] = {}
         """(route, variant) -> (requests, errors with status >= 500), since start."""
@@ -117,12 +118,12 @@ class Telemetry:
         if vm is not None:
             requests, errors = self.counts.get((route, variant), (0, 0))
             self.counts[(route, variant)] = (requests + 1, errors + (rec.status >= 500))
-            vm.duration.observe(total)
-            vm.overhead.observe(overhead)
+            observe_one(vm.duration, total)
+            observe_one(vm.overhead, overhead)
             if rec.attempt_seconds:
-                vm.upstream_duration.observe(rec.attempt_seconds)
+                observe_one(vm.upstream_duration, rec.attempt_seconds)
             if rec.ttft_seconds is not None:
-                vm.ttft.observe(rec.ttft_seconds)
+                observe_one(vm.ttft, rec.ttft_seconds)
             if rec.input_tokens:
                 vm.input_tokens.inc(rec.input_tokens)
             if rec.output_tokens:
@@ -133,15 +134,15 @@ class Telemetry:
             if ga is None:
                 ga = m.gen_ai_for(vm, rec.operation)
             if rec.status < 400:
-                ga.duration.observe(total)
+                observe_one(ga.duration, total)
             else:
-                m.gen_ai_failed(ga, rec.status).observe(total)
+                observe_one(m.gen_ai_failed(ga, rec.status), total)
             if rec.input_tokens:
-                ga.input_tokens.observe(rec.input_tokens)
+                observe_one(ga.input_tokens, rec.input_tokens)
             if rec.output_tokens:
-                ga.output_tokens.observe(rec.output_tokens)
+                observe_one(ga.output_tokens, rec.output_tokens)
             if rec.stream and rec.ttft_seconds is not None:  # streams only, as the convention
-                ga.first_chunk.observe(rec.ttft_seconds)
+                observe_one(ga.first_chunk, rec.ttft_seconds)
             if rec.chunk_gaps is not None:
                 observe_each(ga.per_chunk, rec.chunk_gaps)
         extra: dict[str, Any] | None = None  # the rare fields, only when there are some
@@ -161,29 +162,33 @@ class Telemetry:
             extra = extra or {}
             extra["messages"] = rec.prompt
             extra["completion"] = rec.completion
-        log = self._log.warning if rec.status >= 500 else self._log.info
         ttft = rec.ttft_seconds
-        log(
-            "request.completed",
-            request_id=rec.request_id,
-            operation=rec.operation,
-            route=rec.route,
-            variant=rec.variant,
-            decision=rec.decision,
-            upstream=rec.upstream,
-            upstream_model=rec.upstream_model,
-            stream=rec.stream,
-            status=rec.status,
-            duration_ms=round(total * 1000, 3),
-            upstream_duration_ms=round(rec.upstream_seconds * 1000, 3),
-            overhead_ms=round(overhead * 1000, 3),
-            ttft_ms=None if ttft is None else round(ttft * 1000, 3),
-            input_tokens=rec.input_tokens,
-            output_tokens=rec.output_tokens,
-            cost_usd=round(rec.cost_usd, 10) if rec.priced else None,
-            client_key=rec.client_key,
-            **(extra or _NO_FIELDS),
-        )
+        fields = {
+            "request_id": rec.request_id,
+            "operation": rec.operation,
+            "route": rec.route,
+            "variant": rec.variant,
+            "decision": rec.decision,
+            "upstream": rec.upstream,
+            "upstream_model": rec.upstream_model,
+            "stream": rec.stream,
+            "status": rec.status,
+            "duration_ms": round(total * 1000, 3),
+            "upstream_duration_ms": round(rec.upstream_seconds * 1000, 3),
+            "overhead_ms": round(overhead * 1000, 3),
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "input_tokens": rec.input_tokens,
+            "output_tokens": rec.output_tokens,
+            "cost_usd": round(rec.cost_usd, 10) if rec.priced else None,
+            "client_key": rec.client_key,
+        }
+        if extra:
+            fields.update(extra)
+        method = "warning" if rec.status >= 500 else "info"
+        if self._emit is not None:  # the line logger: the dict as it is
+            self._emit(method, "request.completed", fields)
+        else:
+            getattr(self._log, method)("request.completed", **fields)
 
     # --- the relay's other metric updates: every one goes through here ----------------------
 

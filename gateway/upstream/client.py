@@ -22,7 +22,6 @@ different clients' requests).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable, Mapping
 
@@ -31,6 +30,7 @@ import httpx
 from gateway.config import UpstreamConfig
 from gateway.errors import ConfigError, UpstreamStatusError, UpstreamTimeoutError
 from gateway.settings import UpstreamSettings
+from gateway.upstream.deadline import Deadlines
 from gateway.upstream.errors import translate_transport_error
 from gateway.upstream.redact import Redactor
 from gateway.upstream.slots import ConnectionSlots
@@ -74,6 +74,7 @@ class UpstreamClient:
 
     __slots__ = (
         "_base_url",
+        "_deadlines",
         "_headers",
         "_redactor",
         "_slots",
@@ -107,6 +108,7 @@ class UpstreamClient:
         self._urls = {CHAT_PATH: self._url}
         self.max_event_bytes = settings.max_event_bytes
         self.deadline_s = config.deadline_s or DEADLINE_READ_TIMEOUTS * config.timeout_s
+        self._deadlines = Deadlines(self.deadline_s)
         self._slots = ConnectionSlots(name, settings.max_connections, settings.pool_timeout_s)
         headers = {"content-type": "application/json", **config.headers}
         if api_key:
@@ -161,7 +163,7 @@ class UpstreamClient:
         slots = self._slots
         await slots.acquire()
         try:
-            async with asyncio.timeout(self.deadline_s):
+            with self._deadlines.start():  # one timer per upstream, not per call
                 response = await self._post(request_id, body, path, trace_headers)
                 try:
                     content = await response.read()
@@ -200,7 +202,7 @@ class UpstreamClient:
         await slots.acquire()
         handed_over = False
         try:
-            async with asyncio.timeout(self.deadline_s):
+            with self._deadlines.start():  # one timer per upstream, not per call
                 response = await self._post(request_id, body, path, trace_headers)
                 try:
                     opened = await read_first_event(

@@ -23,6 +23,7 @@ from gateway.telemetry.metrics import (
     TOKEN_BUCKETS,
     gen_ai_operation,
     observe_each,
+    observe_one,
 )
 from tests.inprocess import CLIENT_KEY, completion, in_process_gateway
 from tests.recording_logger import RecordingLogger
@@ -281,6 +282,27 @@ def test_observe_each_records_what_observe_records(values: list[float]) -> None:
             expected = samples[("a" + name[1:], labels)]
             assert got == pytest.approx(expected), (name, labels)
     assert value(samples, "b_seconds_count") == len(values)
+
+
+@pytest.mark.parametrize("value_", [0.0, 0.005, 0.01, 0.011, 81.92, 100.0, -1.0])
+def test_observe_one_records_what_observe_records(value_: float) -> None:
+    """Pins prometheus-client's histogram layout that observe_one writes to."""
+    registry = CollectorRegistry()
+    plain = Histogram("a_seconds", "a", buckets=DURATION_BUCKETS, registry=registry)
+    fast = Histogram("b_seconds", "b", buckets=DURATION_BUCKETS, registry=registry)
+    tokens_plain = Histogram("c_tokens", "c", buckets=TOKEN_BUCKETS, registry=registry)
+    tokens_fast = Histogram("d_tokens", "d", buckets=TOKEN_BUCKETS, registry=registry)
+    for _ in range(2):
+        plain.observe(value_)
+        observe_one(fast, value_)
+        tokens_plain.observe(value_ * 1000)
+        observe_one(tokens_fast, value_ * 1000)
+    samples = scrape(generate_latest(registry).decode())
+    for (name, labels), got in samples.items():
+        if name.startswith(("b_seconds", "d_tokens")) and not name.endswith("_created"):
+            other = {"b": "a", "d": "c"}[name[0]]
+            assert got == pytest.approx(samples[(other + name[1:], labels)]), (name, labels)
+    assert value(samples, "b_seconds_count") == 2
 
 
 def test_a_forgotten_guard_ratio_is_absent_or_nan_with_several_workers(
