@@ -222,6 +222,10 @@ def test_both_variants_measured_with_intervals_reports_and_gates(
             assert meta["variants"]["fallback"] == {"name": "prompted", "model": FALLBACK_MODEL}
             assert meta["generated_at"]
             candidate, fallback = body["variants"]["candidate"], body["variants"]["fallback"]
+            # Answers name the route (response_model: route); the report names each
+            # variant's configured model.
+            assert candidate["models_served"] == {CANDIDATE_MODEL: n}
+            assert fallback["models_served"] == {FALLBACK_MODEL: n}
             for metrics, configured in ((candidate, 0.95), (fallback, 0.80)):
                 assert metrics["n"] == metrics["answered"] == n
                 assert metrics["errors"] == 0

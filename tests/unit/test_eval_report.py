@@ -149,6 +149,31 @@ def test_summary_counts_errors_apart_and_normalises_answers() -> None:
     assert m.cost_per_1k_usd == pytest.approx(0.01)
 
 
+def test_models_served_names_the_variants_model_not_the_route() -> None:
+    """Under response_model: route every answer's model is the route name: models_served
+    counts the configured model of the variant the gateway says answered, and the answer's
+    own model only when that variant is unknown (or not reported)."""
+    models = {"finetuned": "ft:gpt-4o-mini:acme::abc", "prompted": "gpt-4o-mini"}
+    golds = dict.fromkeys(range(5), "billing")
+    results = [
+        _result(0, model=ROUTE, served_variant="finetuned"),
+        _result(1, model=ROUTE, served_variant="finetuned"),
+        _result(2, model="gpt-4o-mini-2024-07-18", served_variant="renamed"),
+        _result(3, model="upstream-model", served_variant=None),
+        _result(4, answer=None, error="http_503", model=ROUTE, served_variant="finetuned"),
+    ]
+    m = summarize_variant(
+        "finetuned", "candidate", models["finetuned"], results, golds, LABELS, variant_models=models
+    )
+    assert m.models_served == {
+        "ft:gpt-4o-mini:acme::abc": 2,
+        "gpt-4o-mini-2024-07-18": 1,
+        "upstream-model": 1,
+    }
+    without = summarize_variant("finetuned", "candidate", "m", results, golds, LABELS)
+    assert without.models_served == {ROUTE: 2, "gpt-4o-mini-2024-07-18": 1, "upstream-model": 1}
+
+
 def test_summary_compares_json_answers_by_value() -> None:
     contract = Contract(ContractConfig(json_schema={"type": "object"}))
     golds = {0: '{"a": 1, "b": [1, 2]}'}

@@ -36,7 +36,8 @@ class Result:
         detail: the error's message, if any.
         served_variant, decision, request_id: the gateway's ``x-gateway-variant``,
             ``x-gateway-decision`` and ``x-request-id`` headers.
-        model: the ``model`` the answer names (the upstream's model).
+        model: the ``model`` the answer names (the route's name under the default
+            ``response_model: route``, else the upstream's model).
         input_tokens, output_tokens: the answer's ``usage``.
         latency_ms: client-side wall time of the call, milliseconds.
         overhead_ms: the gateway's ``x-gateway-overhead-ms`` (time in the gateway itself).

@@ -77,11 +77,16 @@ def build_report(
     """
     contract = Contract(route.contract)
     golds = {example.index: example.gold for example in examples}
+    variant_models = {name: variant.model for name, variant in route.variants.items()}
     summaries = []
     for role, name in (("candidate", route.candidate), ("fallback", route.fallback)):
         variant = route.variants[name]
         ordered = [results[(e.index, name)] for e in examples if (e.index, name) in results]
-        summaries.append(summarize_variant(name, role, variant.model, ordered, golds, contract))
+        summaries.append(
+            summarize_variant(
+                name, role, variant.model, ordered, golds, contract, variant_models=variant_models
+            )
+        )
     candidate, fallback = summaries
     difference = compare(candidate, fallback)
     gates = check_gates(

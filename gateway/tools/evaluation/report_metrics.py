@@ -11,7 +11,10 @@ Per variant (:func:`summarize_variant`), over its results:
   they are left out of every other metric and never silently dropped;
 * **mean input and output tokens**, **latency p50/p95** in milliseconds (client-side wall time,
   ``statistics.quantiles``, inclusive method), **cost per 1,000 requests** in USD (mean cost of
-  an answered request times 1,000).
+  an answered request times 1,000);
+* **models served**: answered results by the model of the variant that answered (its
+  ``x-gateway-variant``, looked up in the routes config), else by the answer's ``model``: a
+  route with ``response_model: route`` (the default) names itself in ``model``, not the model.
 
 The difference (:func:`compare`) is candidate minus fallback for each metric; the accuracy
 difference has a 95% interval by Newcombe's hybrid score method
@@ -42,6 +45,19 @@ __all__ = ["Difference", "VariantMetrics", "compare", "summarize_variant"]
 
 def _mean(values: Sequence[int | float]) -> float | None:
     return statistics.fmean(values) if values else None
+
+
+def _served_model(result: Result, variant_models: Mapping[str, str]) -> str | None:
+    """The model that answered: the configured model of the variant the gateway says served
+    the answer, else the answer's own ``model`` (``None`` when neither is known)."""
+    if result.served_variant is not None and result.served_variant in variant_models:
+        return variant_models[result.served_variant]
+    return result.model
+
+
+def _models_served(answered: Sequence[Result], variant_models: Mapping[str, str]) -> dict[str, int]:
+    served = (_served_model(r, variant_models) for r in answered)
+    return dict(Counter(model for model in served if model is not None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +98,13 @@ def summarize_variant(
     golds: Mapping[int, str],
     contract: Contract,
     confidence: float = CONFIDENCE,
+    variant_models: Mapping[str, str] | None = None,
 ) -> VariantMetrics:
     """Summarise one variant's results (one per example) against the golds by example index.
+
+    ``variant_models`` (the route's model by variant name, from the routes config) names the
+    model behind each answer's ``served_variant`` in ``models_served``; an answer whose variant
+    is not in it (or not reported) counts under its own ``model``.
 
     Raises:
         KeyError: a result's index has no gold.
@@ -119,7 +140,7 @@ def summarize_variant(
         overhead_p50_ms=percentile(overheads, 50),
         cost_per_1k_usd=cost_per_1k(costs),
         total_cost_usd=math.fsum(costs),
-        models_served=dict(Counter(r.model for r in answered if r.model is not None)),
+        models_served=_models_served(answered, variant_models or {}),
     )
 
 
