@@ -86,6 +86,14 @@ class ConsoleSettings(BaseModel):
         description="An open console page reads the admin API this often (seconds); each read "
         "is three admin GETs. The quality chart keeps 300 points per route.",
     )
+    login_attempts_per_minute: int = Field(
+        10,
+        ge=0,
+        description="Console login attempts (POST /admin/ui/login, right or wrong) allowed per "
+        "client address in a minute, counted by each replica (each worker process) on its own; "
+        "more are answered 429 with Retry-After until the minute that began with the first "
+        "attempt is over. 0: no limit.",
+    )
     secure_cookie: Literal["auto", "always", "never"] = Field(
         "auto",
         description="The session cookie's Secure attribute: auto sets it on https requests "

@@ -5,7 +5,10 @@
 * ``GET /admin/ui/login``, ``POST /admin/ui/login`` (form: ``key``, optional ``name`` for the
   audit): an admin key opens a session (cookie ``gateway_console``: ``HttpOnly``,
   ``SameSite=Strict``, ``Path=/admin``, ``Secure`` on https by default); a wrong key is 401, a
-  client key 403, both shown on the form.
+  client key 403, both shown on the form. Login attempts are rate-limited per client address
+  (Litestar's :class:`~litestar.middleware.rate_limit.RateLimitConfig` on this handler only,
+  ``GATEWAY_CONSOLE__LOGIN_ATTEMPTS_PER_MINUTE``, in this replica's memory): one over the
+  allowance is the form again with a 429, ``Retry-After`` and the ``RateLimit-*`` headers.
 * ``POST /admin/ui/logout`` (form: ``csrf_token``): ends the session, clears the cookie.
 * ``GET /admin/ui/stats``: this replica's per-variant figures (:mod:`gateway.console.stats`),
   for a session or a bearer admin key.
@@ -25,6 +28,8 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
@@ -39,6 +44,8 @@ __all__ = ["LOGIN_PATH", "UI_PATH", "console_handlers", "page_headers"]
 UI_PATH = "/admin/ui"
 LOGIN_PATH = "/admin/ui/login"
 COOKIE_PATH = "/admin"
+LOGIN_LIMIT_STORE = "console_login_attempts"
+"""The Litestar store (in memory, per process) counting login attempts per client address."""
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -106,7 +113,36 @@ def console_handlers(gw: Any) -> list[Any]:
             return Redirect(UI_PATH, status_code=303)
         return login_page(request)
 
-    @post(LOGIN_PATH, include_in_schema=False, status_code=303)
+    def too_many_attempts(
+        request: Request[Any, Any, Any], exc: TooManyRequestsException
+    ) -> Response[Any]:
+        """The form again, 429: the rate limit's headers (``RateLimit-Reset``: seconds until
+        the window ends) and ``Retry-After`` with the same number."""
+        headers = dict(exc.headers or {})
+        wait_s = max(1, int(headers.get("RateLimit-Reset", "60")))
+        page = login_page(
+            request,
+            f"Too many login attempts from your address: try again in {wait_s} seconds.",
+            429,
+        )
+        page.headers.update({**headers, "retry-after": str(wait_s)})
+        gw.logger.warning("console.login_rate_limited", retry_after_s=wait_s)
+        return page
+
+    attempts = gw.settings.console.login_attempts_per_minute
+    limit = (
+        [RateLimitConfig(rate_limit=("minute", attempts), store=LOGIN_LIMIT_STORE).middleware]
+        if attempts > 0
+        else []
+    )
+
+    @post(
+        LOGIN_PATH,
+        include_in_schema=False,
+        status_code=303,
+        middleware=limit,
+        exception_handlers={TooManyRequestsException: too_many_attempts},
+    )
     async def login(request: Request[Any, Any, Any]) -> Response[Any]:
         form = await request.form()
         key, name = form.get("key"), form.get("name")

@@ -293,3 +293,46 @@ async def test_the_page_carries_its_refresh_interval(
         await log_in(gateway.client)
         page = await gateway.client.get("/admin/ui")
         assert f'<meta name="refresh-ms" content="{refresh_ms}">' in page.text
+
+
+async def test_login_attempts_are_rate_limited_per_client_address(tmp_path: Path) -> None:
+    """GATEWAY_CONSOLE__LOGIN_ATTEMPTS_PER_MINUTE=3: three attempts from one address (right or
+    wrong) are answered; the next ones, even with the right key, are the form again with 429,
+    a readable message, Retry-After and no cookie. The form itself (GET) and another address
+    are not limited. The window is a minute from the first attempt: no clock race for a few
+    in-process requests."""
+    async with in_process_gateway(
+        tmp_path, answer, console={"login_attempts_per_minute": 3}
+    ) as gateway:
+        for key in ("sk-wrong", "", CLIENT_KEY):
+            response = await gateway.client.post("/admin/ui/login", data={"key": key})
+            assert response.status_code in (401, 403), response.text
+        for key in ("sk-wrong", ADMIN_KEY):
+            refused = await gateway.client.post("/admin/ui/login", data={"key": key})
+            assert refused.status_code == 429
+            assert refused.headers["content-type"].startswith("text/html")
+            assert "Too many login attempts from your address" in refused.text
+            assert 'id="login-form"' in refused.text  # the browser shows the form again
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert refused.headers["ratelimit-limit"] == "3"
+            assert refused.headers["cache-control"] == "no-store"
+            assert "content-security-policy" in refused.headers
+            assert "set-cookie" not in refused.headers
+        assert (await gateway.client.get("/admin/ui/login")).status_code == 200
+        assert (await gateway.client.get("/admin/ui")).status_code == 303
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=gateway.app, client=("192.0.2.7", 40000)),  # type: ignore[arg-type]
+            base_url="http://gateway.test",
+        ) as elsewhere:
+            await log_in(elsewhere)
+
+
+async def test_login_rate_limit_zero_means_no_limit(tmp_path: Path) -> None:
+    """GATEWAY_CONSOLE__LOGIN_ATTEMPTS_PER_MINUTE=0 turns the limit off."""
+    async with in_process_gateway(
+        tmp_path, answer, console={"login_attempts_per_minute": 0}
+    ) as gateway:
+        for _ in range(12):
+            response = await gateway.client.post("/admin/ui/login", data={"key": "sk-wrong"})
+            assert response.status_code == 401
+        await log_in(gateway.client)
