@@ -168,8 +168,11 @@ class Ramper:
     async def _act(self, route: str) -> FlagState | None:
         move = self.look(route)
         flag = self._flags.flag(route)
-        if move is not None and self._metrics is not None:
-            self._metrics.show(route, move.step, move.state)
+        if self._metrics is not None:
+            if move is None:
+                self._metrics.unknown(route)  # no flag known (yet): no state
+            else:
+                self._metrics.show(route, move.step, move.state)
         if move is None or flag is None or move.action not in ("advance", "start"):
             return None
         if move.action == "advance" and not self._route_wide():

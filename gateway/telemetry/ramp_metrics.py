@@ -2,9 +2,11 @@
 
 ``gateway_ramp_step{route}`` is the ramp's current step (0-based index into the route's
 ``ramp.steps``) and ``gateway_ramp_state{route,state}`` is 1 for its state (``ramping``,
-``paused``, ``complete``, ``stopped``) and 0 for the others, as this replica's flag says. Only
-routes with ``ramp:`` have series; their label values come from the routes file and a closed
-set.
+``paused``, ``complete``, ``stopped``) and 0 for the others, as this replica's flag says. Until
+the replica knows the route's flag (before its first look at a loaded flag, or for as long as
+its store has been unreachable since it started: flag source ``none``) every state is 0 and the
+step 0: no state, rather than a ``stopped`` an alert could take for a rollback. Only routes with
+``ramp:`` have series; their label values come from the routes file and a closed set.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ class RampMetrics:
     def __init__(self, step: Gauge, state: Gauge, routes: Iterable[str]) -> None:
         self.step = step
         self.state = state
-        self._shown: dict[str, tuple[int, str]] = {}
+        self._shown: dict[str, tuple[int, str | None]] = {}
         for route in routes:
-            self.show(route, 0, "stopped")
+            self.unknown(route)
 
-    def show(self, route: str, step: int, state: str) -> None:
-        """Set the route's gauges (nothing to do when they already say so)."""
+    def unknown(self, route: str) -> None:
+        """No flag known for the route: step 0 and every state 0."""
+        self.show(route, 0, None)
+
+    def show(self, route: str, step: int, state: str | None) -> None:
+        """Set the route's gauges (nothing to do when they already say so); ``state`` ``None``:
+        no state is 1."""
         if self._shown.get(route) == (step, state):
             return
         self.step.labels(route).set(step)

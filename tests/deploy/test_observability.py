@@ -245,17 +245,20 @@ def test_dashboard_ramp_queries_combine_the_replicas(
 ) -> None:
     """promtool evaluates the ramp panels' queries (dashboard variables at "All") on three
     replicas' series: the state panel shows a state when every replica says it, and the
-    disagreement otherwise (here a pod that has not read its flags and reports stopped)."""
+    disagreement otherwise (here a pod that has not read its flags and reports no state, every
+    state 0; and a route no pod has read yet)."""
     step, state = _ramp_panels(dashboard)
     (mapping,) = state["fieldConfig"]["defaults"]["mappings"]
     code = {option["text"]: float(value) for value, option in mapping["options"].items()}
-    # route -> what each of the three replicas reports: (state, step); None: no such pod yet
-    reports: dict[str, list[tuple[str, int] | None]] = {
+    # route -> what each of the three replicas reports: (state, step), state None: no state
+    # (the pod has not read its flag); None: no such pod yet
+    reports: dict[str, list[tuple[str | None, int] | None]] = {
         "support-triage": [("ramping", 1)] * 3,
         "billing": [("paused", 2)] * 3,
         "summaries": [("complete", 3)] * 3,
         "rolled-back": [("stopped", 1)] * 2 + [None],
-        "new-pod": [("ramping", 2), ("ramping", 2), ("stopped", 0)],
+        "new-pod": [("ramping", 2), ("ramping", 2), (None, 0)],
+        "no-flag-read": [(None, 0)] * 3,
     }
     shown = {
         "support-triage": "ramping",
@@ -263,6 +266,7 @@ def test_dashboard_ramp_queries_combine_the_replicas(
         "summaries": "complete",
         "rolled-back": "stopped",
         "new-pod": "replicas disagree",
+        "no-flag-read": "replicas disagree",
     }
     series = []
     for route, pods in reports.items():

@@ -147,8 +147,12 @@ def test_a_healthy_candidate_climbs_to_100_percent_by_itself_audited_at_every_st
     first = flag(gw)
     assert (first["weight"], first["ramp_step"], first["version"]) == (20_000, 0, 0)
     assert ramp_view(gw)["state"] == "ramping"
+    # Before this replica's first look the gauge says no state (not "stopped").
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE) == 0
 
     [started] = look(gw)  # the routes file's first step gets its clock
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE, state="ramping") == 1
+    assert gw.ipg.metric("gateway_ramp_state", route=ROUTE) == 1
     assert (started.ramp_step_started_at, started.weight) == (T0, 20_000)
 
     ask(gw, 400)  # enough for samples and the bound at 20%, but the step lasts 60 s

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client import CollectorRegistry, Gauge
 
 from gateway.config import load_config
 from gateway.errors import ConflictError, StoreUnavailableError
 from gateway.flags.outcomes import OutcomeCounts
 from gateway.quality.ramper import Ramper
 from gateway.routing import FlagState
+from gateway.telemetry.ramp_metrics import RAMP_STATES, RampMetrics
 from tests.recording_logger import RecordingLogger
 
 ROUTES = """
@@ -44,10 +46,11 @@ class Flags:
     def __init__(self, state: FlagState) -> None:
         self.state = state
         self.fail: Exception | None = None
+        self.known = True  # False: no flag loaded yet (flag source none)
         self.writes: list[tuple[str, dict[str, Any] | None, int | None]] = []
 
     def flag(self, route: str) -> FlagState | None:
-        return self.state
+        return self.state if self.known else None
 
     async def write_change(self, route: str, change: Any, **kw: Any) -> FlagState:
         if self.fail is not None:
@@ -73,7 +76,12 @@ class Latch:
 
 
 def ramper(
-    tmp_path: Path, flags: Flags, log: RecordingLogger, now: list[float], wide: list[bool]
+    tmp_path: Path,
+    flags: Flags,
+    log: RecordingLogger,
+    now: list[float],
+    wide: list[bool],
+    metrics: RampMetrics | None = None,
 ) -> Ramper:
     path = tmp_path / "routes.yaml"
     path.write_text(ROUTES)
@@ -87,6 +95,7 @@ def ramper(
         tick_s=1.0,
         evidence_route_wide=lambda: wide[0],
         clock=lambda: now[0],
+        metrics=metrics,
     )
 
 
@@ -136,3 +145,41 @@ async def test_a_lost_compare_and_set_is_no_error(tmp_path: Path) -> None:
     flags.fail = ConflictError("another replica wrote first", current=start())
     assert await ramp.step() == []
     assert log.events == []
+
+
+async def test_the_state_gauge_is_all_zero_until_a_flag_is_known(tmp_path: Path) -> None:
+    """Before the replica has a flag (not loaded yet, or its store unreachable since it started:
+    flag source none) no state is 1, so nothing reads as a stopped ramp; once the flag is known
+    the gauge says its state, and it goes back to no state if the flag is gone again."""
+    registry = CollectorRegistry()
+    step = Gauge("gateway_ramp_step", "step", ["route"], registry=registry)
+    state = Gauge("gateway_ramp_state", "state", ["route", "state"], registry=registry)
+    metrics = RampMetrics(step, state, ["triage"])
+
+    def states() -> dict[str, float | None]:
+        return {
+            name: registry.get_sample_value(
+                "gateway_ramp_state", {"route": "triage", "state": name}
+            )
+            for name in RAMP_STATES
+        }
+
+    no_state = dict.fromkeys(RAMP_STATES, 0.0)
+    assert states() == no_state  # as built, before any look
+    assert registry.get_sample_value("gateway_ramp_step", {"route": "triage"}) == 0.0
+    flags, log, now = Flags(start()), RecordingLogger(), [T0]
+    flags.known = False
+    ramp = ramper(tmp_path, flags, log, now, [True], metrics)
+    for _ in range(3):
+        assert await ramp.step() == []
+    assert states() == no_state
+    flags.known = True
+    await ramp.step()
+    assert states() == {**no_state, "ramping": 1.0}
+    rolled_back = msgspec.structs.replace(flags.state, status="rolled_back")
+    flags.state = rolled_back
+    await ramp.step()
+    assert states() == {**no_state, "stopped": 1.0}
+    flags.known = False
+    await ramp.step()
+    assert states() == no_state
