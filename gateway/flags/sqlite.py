@@ -16,8 +16,15 @@ for themselves, within one poll.
 
 Workers notice each other's writes by polling ``PRAGMA data_version`` (SQLite changes it for a
 connection when *another* connection commits), every ``poll_interval_s``; the default 0.25 s
-keeps propagation between workers well under a second. Calls run in a worker thread
-(``asyncio.to_thread``), one at a time per store.
+keeps propagation between workers well under a second. The same file also holds what is not a
+flag: the guard's outcome counts (:class:`~gateway.flags.outcomes.SQLiteOutcomeStore`, written
+at every exchange under traffic) and the heartbeats. So when ``data_version`` moved, ``watch()``
+reads a cheap flag-side token first (the generation, the audit sequence, and the count and
+total of the flags' versions, in one statement) and yields only when that token moved: every
+flag write appends an audit entry in its own transaction, so it always moves the sequence,
+while outcome counts and heartbeats move nothing in it. The token is read after
+``data_version``, so a write landing between the two is seen at once and none is missed. Calls
+run in a worker thread (``asyncio.to_thread``), one at a time per store.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,6 +80,16 @@ _state_decoder = msgspec.json.Decoder(FlagState)
 _entry_decoder = msgspec.json.Decoder(AuditEntry)
 _beat_decoder = msgspec.json.Decoder(ReplicaBeat)
 _GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
+_FLAG_SIDE = (
+    "SELECT (SELECT value FROM meta WHERE key = 'generation'), "
+    "(SELECT seq FROM sqlite_sequence WHERE name = 'audit'), "
+    "(SELECT count(*) FROM flags), (SELECT total(version) FROM flags)"
+)
+"""What moves with every flag-side change (a flag write, a new generation) and with nothing
+else written to the file (outcome counts, heartbeats)."""
+
+_Marks = tuple[int, int, tuple[object, ...]]
+"""(connections opened, ``PRAGMA data_version``, the flag-side token)."""
 
 
 async def _finish_in_thread(fn: Callable[..., _T], *args: object) -> _T:
@@ -102,6 +120,9 @@ class SQLiteFlagStore:
         self._identity: tuple[int, int] | None = None
         self.connections = 0
         """How many times the file was opened (a new one after it was removed or replaced)."""
+        self.token_reads = 0
+        """How many times ``watch()`` saw another connection commit and read the flag-side
+        token (whether or not that commit changed a flag)."""
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -273,19 +294,26 @@ class SQLiteFlagStore:
         return out
 
     async def watch(self) -> AsyncIterator[None]:
-        last = await self._marks()
+        last = await self._run(lambda c: self._marks(c, None))
         while True:
             await asyncio.sleep(self.poll_interval_s)
-            current = await self._marks()
-            if current != last:
-                last = current
+            current = await self._run(partial(self._marks, last=last))
+            changed = current[0] != last[0] or current[2] != last[2]
+            last = current
+            if changed:
                 yield
 
-    async def _marks(self) -> tuple[int, int]:
-        """(connections opened, ``PRAGMA data_version``): either moves on a change by another
-        connection or when the file was removed or replaced (and opened again)."""
-        version = await self._run(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
-        return self.connections, version
+    def _marks(self, conn: sqlite3.Connection, last: _Marks | None) -> _Marks:
+        """The watch's marks (see :data:`_Marks`), in the worker thread. The connection count
+        moves when the file was removed or replaced (and opened again), ``data_version`` on any
+        commit by another connection, the token on a flag-side change only; the token is read
+        only when one of the first two moved since ``last``."""
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if last is not None and last[0] == self.connections and last[1] == version:
+            return last
+        self.token_reads += 1
+        token = tuple(conn.execute(_FLAG_SIDE).fetchone())
+        return self.connections, version, token
 
     async def aclose(self) -> None:
         async with self._lock:

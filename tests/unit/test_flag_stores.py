@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from gateway.errors import StoreUnavailableError
 from gateway.flags.changes import AuditEntry
+from gateway.flags.outcomes import OutcomeCounts, SQLiteOutcomeStore
 from gateway.flags.redis import RedisFlagStore
 from gateway.flags.sqlite import SQLiteFlagStore
 from gateway.flags.store import (
@@ -315,6 +316,51 @@ async def test_watch_stays_quiet_without_writes(open_backend: Opener) -> None:
         woke.cancel()
         await asyncio.gather(woke, return_exceptions=True)
         await changes.aclose()  # type: ignore[attr-defined]
+
+
+async def test_sqlite_watch_ignores_outcome_counts_and_heartbeats(tmp_path: Path) -> None:
+    """The guard's outcome counts and other replicas' heartbeats are written to the flag file:
+    they move ``PRAGMA data_version`` but no flag, so watch() reads its flag-side token and does
+    not yield (no reload of every flag at each poll under traffic). A flag write by another
+    connection still wakes it.
+
+    No clock race: after each commit the test waits (10 s deadline) until the watcher has read
+    its token for that commit, and it reads it for commit k+1 only after deciding on commit k
+    (a yield on k would stop it polling: the generator waits for the next ``anext``)."""
+    path = str(tmp_path / "flags.db")
+    watcher = SQLiteFlagStore(path, poll_interval_s=0.01)
+    writer = SQLiteFlagStore(path, poll_interval_s=0.01)
+    outcomes = SQLiteOutcomeStore(path)
+    await writer.claim_generation(GEN)
+    await put(writer, flag(version=1), 0)
+    changes = watcher.watch()
+    woke = asyncio.ensure_future(anext(changes))
+
+    async def watcher_reads_past(reads: int) -> None:
+        async with asyncio.timeout(10):
+            while watcher.token_reads <= reads and not woke.done():
+                await asyncio.sleep(0.005)
+
+    try:
+        await watcher_reads_past(0)  # its first reading
+        for n in range(1, 7):
+            reads = watcher.token_reads
+            if n % 2:
+                counts = OutcomeCounts(10 * n, n, 10 * n, 0)
+                await outcomes.exchange("gw-b", {(ROUTE, "ro_t"): counts}, [])
+            else:
+                await writer.beat(beat("gw-b", 1000.0 + n))
+            await watcher_reads_past(reads)
+            assert not woke.done(), f"watch() yielded on commit {n} (outcomes or heartbeat)"
+        await put(writer, flag(version=2, weight=5), 1)
+        await asyncio.wait_for(woke, timeout=10)
+        assert (await watcher.get(ROUTE)) == flag(version=2, weight=5)
+    finally:
+        woke.cancel()
+        await asyncio.gather(woke, return_exceptions=True)
+        await changes.aclose()  # type: ignore[attr-defined]
+        for store in (watcher, writer, outcomes):
+            await store.aclose()
 
 
 # -- unreachable stores --------------------------------------------------------------------------
