@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ContractConfig
+from gateway.config import ContractConfig, Price, Variant
 from gateway.quality.contract import Contract
 from gateway.tools.evaluation.heldout_examples import (
     DatasetError,
@@ -21,6 +21,7 @@ from gateway.tools.evaluation.heldout_examples import (
     parse_example,
     read_examples,
 )
+from gateway.tools.evaluation.heldout_runner import price_per_token
 from gateway.tools.evaluation.heldout_state import Result, StateWriter, plan_run, read_state
 from gateway.tools.evaluation.report import EvalReport, render_markdown, summary_rows
 from gateway.tools.evaluation.report_gates import check_gates
@@ -410,3 +411,31 @@ def test_state_file_round_trips_and_survives_a_cut_last_line(tmp_path: Path) -> 
     assert records == [first, second]
     assert bad == 1
     assert read_state(tmp_path / "missing.jsonl") == ([], 0)
+
+
+def _variant(route: str, model: str, per_million: tuple[float, float] | None) -> Variant:
+    return Variant(
+        name="candidate",
+        route=route,
+        upstream="sim",
+        model=model,
+        system_prompt=None,
+        few_shot=(),
+        params={},
+        input_usd_per_token=per_million[0] / 1e6 if per_million else 0.0,
+        output_usd_per_token=per_million[1] / 1e6 if per_million else 0.0,
+        priced=per_million is not None,
+    )
+
+
+def test_an_answer_named_after_its_route_is_priced_by_the_variant() -> None:
+    """A route named like a priced model, answering with the route's name (response_model:
+    route): the variant's model's price, not the price of the model the route is named after.
+    A dated snapshot the upstream names is priced as itself when listed, else as the variant."""
+    prices = {"gpt-4o": Price(input=2.5, output=10.0), "ft:small": Price(input=0.3, output=1.2)}
+    variant = _variant("gpt-4o", "ft:small", (0.3, 1.2))
+    assert price_per_token("gpt-4o", variant, prices) == (0.3 / 1e6, 1.2 / 1e6)
+    assert price_per_token("ft:small-2024-07-18", variant, prices) == (0.3 / 1e6, 1.2 / 1e6)
+    other = _variant("triage", "ft:small", (0.3, 1.2))
+    assert price_per_token("gpt-4o", other, prices) == (2.5 / 1e6, 10.0 / 1e6)
+    assert price_per_token("triage", _variant("triage", "x", None), prices) is None

@@ -37,8 +37,12 @@ def price_per_token(
 
     The routes file's ``prices[model]`` when the answer's model is priced; else the variant's
     own model's price (an upstream may name a dated snapshot, e.g. ``gpt-4o-mini-2024-07-18``);
-    ``None`` when neither is priced.
+    ``None`` when neither is priced. An answer whose ``model`` is the route's own name (the
+    route's ``response_model: route``, the default) says nothing of what was paid for: the
+    variant's price is used, even when a priced model has the route's name.
     """
+    if model == variant.route:
+        model = None
     if model is not None and model in prices:
         price = prices[model]
         return price.input / 1e6, price.output / 1e6
