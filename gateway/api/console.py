@@ -24,6 +24,7 @@ and styles from the gateway only, no inline script, no framing) and ``Cache-Cont
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -32,6 +33,8 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
 
 from gateway.api.admin_guard import admin_guard
 from gateway.console import STATIC_DIR
@@ -63,6 +66,30 @@ def page_headers() -> dict[str, str]:
         "referrer-policy": "no-referrer",
         "cache-control": "no-store",
     }
+
+
+class ExpiredAttempts:
+    """Drops the login counts of addresses whose window has ended, at most once per
+    ``every_s`` seconds of ``clock``. Litestar's in-memory store forgets an address only when
+    it comes back, so many addresses that try once (IPv6) would grow it for the process's life.
+    """
+
+    __slots__ = ("_clock", "_every_s", "_last")
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = clock()
+
+    async def forget(self, store: Store) -> bool:
+        """Purge ``store``'s expired entries if ``every_s`` passed since the last purge (or
+        since start); whether it did (only an in-memory store is purged)."""
+        now = self._clock()
+        if now - self._last < self._every_s or not isinstance(store, MemoryStore):
+            return False
+        self._last = now
+        await store.delete_expired()
+        return True
 
 
 def console_handlers(gw: Any) -> list[Any]:
@@ -130,6 +157,12 @@ def console_handlers(gw: Any) -> list[Any]:
         return page
 
     attempts = gw.settings.console.login_attempts_per_minute
+    old_attempts = ExpiredAttempts()
+
+    async def forget_old_attempts(request: Request[Any, Any, Any]) -> None:
+        if attempts > 0:
+            await old_attempts.forget(request.app.stores.get(LOGIN_LIMIT_STORE))
+
     limit = (
         [RateLimitConfig(rate_limit=("minute", attempts), store=LOGIN_LIMIT_STORE).middleware]
         if attempts > 0
@@ -144,6 +177,7 @@ def console_handlers(gw: Any) -> list[Any]:
         exception_handlers={TooManyRequestsException: too_many_attempts},
     )
     async def login(request: Request[Any, Any, Any]) -> Response[Any]:
+        await forget_old_attempts(request)
         form = await request.form()
         key, name = form.get("key"), form.get("name")
         key = key if isinstance(key, str) else ""

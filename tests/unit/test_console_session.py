@@ -1,14 +1,18 @@
-"""Console sessions: the signed cookie, its expiry, logout, key binding, CSRF and AdminAuth."""
+"""Console sessions: the signed cookie, its expiry, logout, key binding, CSRF, AdminAuth and
+the login limit's purge of old counts."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from litestar.stores.memory import MemoryStore
 
+from gateway.api.console import ExpiredAttempts
 from gateway.auth import AdminAuth, KeyRing
 from gateway.console.session import SessionCodec
 from gateway.errors import AuthenticationError, ConfigError, PermissionDeniedError
@@ -201,3 +205,21 @@ def test_console_settings_come_from_gateway_console_variables(
     monkeypatch.setenv("GATEWAY_CONSOLE__SECURE_COOKIE", "sometimes")
     with pytest.raises(ConfigError, match="GATEWAY_CONSOLE__SECURE_COOKIE"):
         load_settings()
+
+
+async def test_expired_login_counts_are_dropped_at_most_once_per_interval() -> None:
+    """Counts whose window ended are purged when ``every_s`` has passed on the clock, not
+    before; live counts stay."""
+    now = [100.0]
+    purge = ExpiredAttempts(every_s=60.0, clock=lambda: now[0])
+    store = MemoryStore()
+    await store.set("gone", b"1", expires_in=timedelta(seconds=-1))
+    await store.set("live", b"1", expires_in=60)
+    now[0] = 159.0
+    assert not await purge.forget(store)
+    assert await store.exists("live")
+    assert len(store._store) == 2
+    now[0] = 160.0
+    assert await purge.forget(store)
+    assert set(store._store) == {"live"}
+    assert not await purge.forget(store)  # the next purge is due at 220
