@@ -180,39 +180,31 @@ class Relay:
     async def complete(self, raw: bytes, ctx: CallContext) -> Reply:
         """Answer one ``POST /v1/chat/completions`` body (see :meth:`handle`).
 
-        A unary request for a pass-through model takes :meth:`_passthrough` (the body
-        forwarded as sent); everything else, and anything that could be an error or need a
-        change of the body, the whole relay."""
-        route = self._passthrough_route(raw, ctx)
-        if route is not None:
-            return await self._passthrough(route, raw, ctx)
-        return await self.handle(CHAT, raw, ctx)
-
-    def _passthrough_route(self, raw: bytes, ctx: CallContext) -> Route | None:
-        """The pass-through model of a chat body that :meth:`_passthrough` can answer as it
-        is, else ``None`` (the whole relay answers, with the same decisions and errors).
-
-        Only a body the relay would accept as it is: a valid head (:func:`peek_chat_head`,
-        the same typed fields :func:`~gateway.relay.body.parse_chat_request` checks), no
-        deeper than the relay's limit, not streamed (a stream's payload asks for usage), no
-        forced variant (an override decision, or a 403), tracing off (a client span per
-        attempt lives in :class:`Attempts`)."""
-        if not self._passthrough_models or ctx.forced_variant is not None:
-            return None
-        if self._tracing is not None:
-            return None
+        The head is decoded from the bytes first (:func:`peek_chat_head`, the same typed
+        fields :func:`~gateway.relay.body.parse_chat_request` checks); the whole relay reuses
+        it. A unary request for a pass-through model takes :meth:`_passthrough` (the body
+        forwarded as sent); everything else, and any body the relay would refuse (its own
+        decode says why), the whole relay."""
         head = peek_chat_head(raw)
-        if head is None or head.stream:
-            return None
-        route = self._passthrough_models.get(head.model)
-        if route is None:
-            return None
-        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
-            return None  # maybe too deep: the relay's decode says
-        return route
+        if head is not None and not head.stream:  # a stream's payload asks for usage
+            route = self._passthrough_models.get(head.model)
+            if route is not None and self._lean(raw, ctx):
+                return await self._passthrough(route, raw, ctx)
+        return await self.handle(CHAT, raw, ctx, head)
+
+    def _lean(self, raw: bytes, ctx: CallContext) -> bool:
+        """Whether :meth:`_passthrough` may answer a valid unary body for a pass-through
+        model (else the whole relay does, with the same decisions and errors): no deeper
+        than the relay's limit, no forced variant (an override decision, or a 403), tracing
+        off (a client span per attempt lives in :class:`Attempts`)."""
+        return (
+            ctx.forced_variant is None
+            and self._tracing is None
+            and raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH  # else the decode says
+        )
 
     async def _passthrough(self, route: Route, raw: bytes, ctx: CallContext) -> Reply:
-        """A unary chat request for a pass-through model (see :meth:`_passthrough_route`):
+        """A unary chat request for a pass-through model (see :meth:`complete`):
         what :meth:`handle` does for it, without what cannot apply to it. The plan is always
         the one variant with decision ``passthrough`` (no flag, no failover); the payload the
         relay would build is the body with the same ``model`` and nothing changed, so the
@@ -276,13 +268,19 @@ class Relay:
         """Answer one ``POST /v1/responses`` body (see :meth:`handle`)."""
         return await self.handle(self._responses, raw, ctx)
 
-    async def handle(self, op: Operation, raw: bytes, ctx: CallContext) -> Reply:
+    async def handle(
+        self, op: Operation, raw: bytes, ctx: CallContext, head: Head | None = None
+    ) -> Reply:
         """Answer one request body of ``op``. Never raises a :class:`GatewayError`: it becomes
-        the reply."""
+        the reply. ``head``: the body's head already decoded from ``raw`` and valid (only the
+        body is then decoded, with its depth check)."""
         rec = RequestRecord(ctx.request_id, ctx.started, operation=op.name, client_key=ctx.key_name)
         entered = None
         try:
-            body, head = op.parse(raw)
+            if head is None:
+                body, head = op.parse(raw)
+            else:
+                body = decode_body(raw)
             rec.stream = head.stream
             route = self._routes.get(head.model)
             if route is None:
