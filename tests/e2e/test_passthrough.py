@@ -1,6 +1,7 @@
-"""Pass-through ``/v1/embeddings`` and ``/v1/completions`` and ``GET /v1/models/{id}``, end to
-end in-process: the official ``openai`` SDK (sync, async, streaming) against the gateway and the
-simulator; headers, the log event, tokens, cost and metrics; every failure path."""
+"""Pass-through ``/v1/embeddings`` and ``/v1/completions``, chat completions on a pass-through
+model, and ``GET /v1/models/{id}``, end to end in-process: the official ``openai`` SDK (sync,
+async, streaming) against the gateway and the simulator; headers, the log event, tokens, cost
+and metrics; every failure path."""
 
 from __future__ import annotations
 
@@ -389,13 +390,19 @@ def test_payloads_are_logged_only_when_payload_logging_is_on(
             model=INSTRUCT, prompt=REFUND, stream=True
         ) as streamed:
             list(streamed.parse())
+        messages: Any = [{"role": "user", "content": REFUND}]
+        chatted = client.chat.completions.with_raw_response.create(
+            model=INSTRUCT, messages=messages
+        )
         events = [
-            event_of(loud, r.headers["x-request-id"]) for r in (embedded, completed, streamed)
+            event_of(loud, r.headers["x-request-id"])
+            for r in (embedded, completed, streamed, chatted)
         ]
     assert [(e["messages"], e["completion"]) for e in events] == [
         ([REFUND], None),
         (REFUND, "billing"),
         (REFUND, "billing"),
+        (messages, chatted.parse().choices[0].message.content),
     ]
 
 
