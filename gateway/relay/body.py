@@ -13,7 +13,14 @@ import msgspec
 
 from gateway.errors import InvalidRequestError
 
-__all__ = ["MAX_JSON_DEPTH", "ChatHead", "decode_body", "parse_chat_request", "to_head"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "ChatHead",
+    "decode_body",
+    "parse_chat_request",
+    "peek_chat_head",
+    "to_head",
+]
 
 MAX_JSON_DEPTH = 100
 """Deepest nesting of arrays and objects accepted in a request body. Deeper bodies are a 400:
@@ -107,6 +114,21 @@ def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatHead]:
             param="messages",
         )
     return body, head
+
+
+_decode_chat_head = msgspec.json.Decoder(ChatHead).decode
+
+
+def peek_chat_head(raw: bytes) -> ChatHead | None:
+    """A chat body's head decoded straight from its bytes, or ``None`` if the body is not
+    one :func:`parse_chat_request` would accept as is (bad JSON or a bad field: the caller
+    lets it raise its error). The depth limit is the caller's to check. Decodes no
+    message content: a fifth of :func:`parse_chat_request`'s cost."""
+    try:
+        head = _decode_chat_head(raw)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+    return head if head.messages else None
 
 
 def _too_deep() -> InvalidRequestError:

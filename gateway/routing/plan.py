@@ -28,6 +28,7 @@ from gateway.routing.decision import Decision, FlagState, decide
 
 __all__ = [
     "FAILOVER",
+    "PASSTHROUGH",
     "VIOLATION",
     "CandidateModels",
     "Plan",
@@ -40,7 +41,8 @@ FAILOVER = Decision("fallback", "failover")
 """The decision of a fallback that answers after the candidate's upstream failed."""
 VIOLATION = Decision("fallback", "violation")
 """The decision of a fallback that answers after the candidate's answer broke the contract."""
-_PASSTHROUGH = Decision("fallback", "passthrough")
+PASSTHROUGH = Decision("fallback", "passthrough")
+"""A pass-through model's one decision (the relay's lean path uses it too)."""
 _SHADOW = Decision("fallback", "shadow")
 _OVERRIDE_CANDIDATE = Decision("candidate", "override")
 _OVERRIDE_FALLBACK = Decision("fallback", "override")
@@ -143,7 +145,7 @@ def plan_request(
             return Plan(route, candidates.candidate(route, flag), _OVERRIDE_CANDIDATE)
         return Plan(route, route.variants[name], _OVERRIDE_FALLBACK)
     if route.passthrough:
-        return Plan(route, route.variants[route.fallback], _PASSTHROUGH)
+        return Plan(route, route.variants[route.fallback], PASSTHROUGH)
     decision = decide(flag, subject, key_name)
     rollout_id = None
     if flag is not None:

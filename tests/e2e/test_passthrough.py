@@ -1,6 +1,7 @@
-"""Pass-through ``/v1/embeddings`` and ``/v1/completions`` and ``GET /v1/models/{id}``, end to
-end in-process: the official ``openai`` SDK (sync, async, streaming) against the gateway and the
-simulator; headers, the log event, tokens, cost and metrics; every failure path."""
+"""Pass-through ``/v1/embeddings`` and ``/v1/completions``, chat completions on a pass-through
+model, and ``GET /v1/models/{id}``, end to end in-process: the official ``openai`` SDK (sync,
+async, streaming) against the gateway and the simulator; headers, the log event, tokens, cost
+and metrics; every failure path."""
 
 from __future__ import annotations
 
@@ -389,11 +390,138 @@ def test_payloads_are_logged_only_when_payload_logging_is_on(
             model=INSTRUCT, prompt=REFUND, stream=True
         ) as streamed:
             list(streamed.parse())
+        messages: Any = [{"role": "user", "content": REFUND}]
+        chatted = client.chat.completions.with_raw_response.create(
+            model=INSTRUCT, messages=messages
+        )
         events = [
-            event_of(loud, r.headers["x-request-id"]) for r in (embedded, completed, streamed)
+            event_of(loud, r.headers["x-request-id"])
+            for r in (embedded, completed, streamed, chatted)
         ]
     assert [(e["messages"], e["completion"]) for e in events] == [
         ([REFUND], None),
         (REFUND, "billing"),
         (REFUND, "billing"),
+        (messages, chatted.parse().choices[0].message.content),
     ]
+
+
+# --- chat completions on a pass-through model --------------------------------------------------
+
+
+def test_chat_on_a_passthrough_model_is_relayed_accounted_and_can_get_feedback(
+    gateway: InProcessGatewayUnderTest, client: openai.OpenAI, sim: InProcessSimulator
+) -> None:
+    """A unary chat request for a pass-through model: the upstream's answer (its own
+    ``model``), the routing headers, tokens and cost in the log line, feedback accepted."""
+    messages: Any = [{"role": "user", "content": REFUND}]
+    raw = client.chat.completions.with_raw_response.create(
+        model=INSTRUCT, messages=messages, temperature=0.25, user="u-7"
+    )
+    completion = raw.parse()
+    assert completion.model == INSTRUCT
+    assert completion.choices[0].message.content
+    assert [raw.headers[f"x-gateway-{h}"] for h in ("route", "variant", "decision")] == [
+        INSTRUCT,
+        "passthrough",
+        "passthrough",
+    ]
+    assert "x-gateway-overridden" not in raw.headers
+    request_id = raw.headers["x-request-id"]
+    usage = completion.usage
+    assert usage is not None
+    event = event_of(gateway, request_id)
+    assert (event["operation"], event["stream"], event["status"]) == ("chat", False, 200)
+    assert (event["route"], event["variant"], event["decision"]) == (
+        INSTRUCT,
+        "passthrough",
+        "passthrough",
+    )
+    assert (event["input_tokens"], event["output_tokens"]) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+    assert event["cost_usd"] == pytest.approx(
+        usd(INSTRUCT, usage.prompt_tokens, usage.completion_tokens)
+    )
+    feedback = gateway.http.post(
+        "/v1/feedback", json={"request_id": request_id, "correct": False}, headers=AUTH
+    )
+    assert feedback.status_code == 200, feedback.text
+    again = gateway.http.post(
+        "/v1/feedback", json={"request_id": request_id, "correct": True}, headers=AUTH
+    )
+    assert again.status_code == 409, again.text  # one verdict per answer
+
+
+def test_chat_on_a_passthrough_model_streams_with_usage_only_when_asked(
+    gateway: InProcessGatewayUnderTest, client: openai.OpenAI
+) -> None:
+    messages: Any = [{"role": "user", "content": REFUND}]
+    with client.chat.completions.with_streaming_response.create(
+        model=INSTRUCT, messages=messages, stream=True
+    ) as response:
+        assert response.headers["x-gateway-decision"] == "passthrough"
+        request_id = response.headers["x-request-id"]
+        chunks = list(response.parse())
+    assert all(c.usage is None for c in chunks)
+    event = event_of(gateway, request_id)
+    assert (event["operation"], event["stream"], event["status"]) == ("chat", True, 200)
+    assert event["input_tokens"] > 0
+    assert event["cost_usd"] == pytest.approx(
+        usd(INSTRUCT, event["input_tokens"], event["output_tokens"])
+    )
+    asked = list(
+        client.chat.completions.create(
+            model=INSTRUCT, messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert asked[-1].choices == []
+    assert asked[-1].usage is not None
+    assert asked[-1].usage.prompt_tokens == event["input_tokens"]
+
+
+def test_chat_on_a_passthrough_model_errors_as_for_any_chat_model(
+    gateway: InProcessGatewayUnderTest, sim: InProcessSimulator
+) -> None:
+    """The relay's checks and error mapping hold for a pass-through model: a bad body, a
+    forced variant from a key not allowed to, an upstream's status, garbage from it, and a
+    body nested too deeply."""
+    path = "/v1/chat/completions"
+    empty = gateway.http.post(path, json={"model": INSTRUCT, "messages": []}, headers=AUTH)
+    assert_error_envelope(empty, 400, param="messages")
+    untyped = gateway.http.post(path, json={"model": INSTRUCT, "messages": [{}]}, headers=AUTH)
+    assert_error_envelope(untyped, 400, param="messages")
+    deep: Any = "x"
+    for _ in range(101):
+        deep = [deep]
+    too_deep = gateway.http.post(
+        path,
+        json={"model": INSTRUCT, "messages": [{"role": "user", "content": "x"}], "meta": deep},
+        headers=AUTH,
+    )
+    assert_error_envelope(too_deep, 400, error_type="invalid_request_error")
+    assert "nested too deeply" in too_deep.json()["error"]["message"]
+    body = {"model": INSTRUCT, "messages": [{"role": "user", "content": REFUND}]}
+    forced = gateway.http.post(
+        path, json=body, headers={**AUTH, "x-gateway-variant": "passthrough"}
+    )
+    assert_error_envelope(forced, 403)
+    sim.set_behaviour(INSTRUCT, error_rate=1, error_status=429)
+    limited = gateway.http.post(path, json=body, headers=AUTH)
+    assert_error_envelope(limited, 429, code="rate_limit_exceeded")
+    assert limited.headers["retry-after"] == "1"
+    assert [limited.headers[f"x-gateway-{h}"] for h in ("route", "variant", "decision")] == [
+        INSTRUCT,
+        "passthrough",
+        "passthrough",
+    ]
+    sim.set_behaviour(INSTRUCT, error_rate=0, garbage_rate=1)
+    garbage = gateway.http.post(path, json=body, headers=AUTH)
+    assert_error_envelope(garbage, 502, code="upstream_invalid_response")
+    event = event_of(gateway, garbage.headers["x-request-id"])
+    assert (event["status"], event["error_code"], event["decision"]) == (
+        502,
+        "upstream_invalid_response",
+        "passthrough",
+    )
