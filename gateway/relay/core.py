@@ -11,11 +11,6 @@ the upstream and fails over; a unary answer is judged by the route's contract
 (:func:`gateway.relay.stream.relay_stream`) and judged at its end. Every request ends in
 exactly one :class:`~gateway.telemetry.RequestRecord`, settled by the quality monitor and
 handed to telemetry (:meth:`Relay.finish`); every metric goes through telemetry.
-
-A unary chat request for a pass-through model (no flag, no prompt, no failover, no contract)
-takes a lean path (:meth:`Relay.complete`): the head decoded from the bytes, the body sent as
-the client sent it, the same accounting, settling and log line; anything else about it
-(a stream, a forced variant, tracing on, a body the relay would refuse) takes the whole relay.
 """
 
 from __future__ import annotations
@@ -25,15 +20,13 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-import msgspec
-
 from gateway.config import GatewayConfig, Route, Variant
-from gateway.errors import GatewayError, ModelNotFoundError, UpstreamError, UpstreamProtocolError
+from gateway.errors import GatewayError, ModelNotFoundError
 from gateway.quality.answer import Answer as Judged
 from gateway.quality.monitor import QualityMonitor
 from gateway.quality.shadow import ShadowRunner
-from gateway.relay.attempts import Attempts, answered_by
-from gateway.relay.body import MAX_JSON_DEPTH, decode_body, peek_chat_head
+from gateway.relay.attempts import Attempts
+from gateway.relay.body import decode_body, peek_chat_head
 from gateway.relay.chat import CHAT
 from gateway.relay.operation import Answer, Head, Operation
 from gateway.relay.reply import CLIENT_CLOSED_REQUEST, CallContext, Headers, Reply, error_reply
@@ -41,7 +34,6 @@ from gateway.relay.responses import ResponsesOperation
 from gateway.relay.stream import StreamMachine, relay_stream
 from gateway.routing import Decision, FlagSource
 from gateway.routing.plan import (
-    PASSTHROUGH,
     VIOLATION,
     CandidateModels,
     Plan,
@@ -52,7 +44,6 @@ from gateway.routing.response_model import encode_model, replace_model
 from gateway.telemetry import RequestRecord, Telemetry
 from gateway.telemetry.tracing import Tracing
 from gateway.upstream import UpstreamPool
-from gateway.upstream.client import CHAT_PATH
 
 __all__ = ["Relay"]
 
@@ -97,10 +88,6 @@ class Relay:
         }
         """Route name -> the name as a JSON string, for routes whose answers carry it as their
         ``model`` (``response_model: route``)."""
-        self._passthrough_models = {
-            name: route for name, route in config.routes.items() if route.passthrough
-        }
-        """Pass-through model name -> its route (:meth:`complete`'s lean path)."""
 
     # --- the ends of every request ---------------------------------------------------------
 
@@ -178,91 +165,11 @@ class Relay:
     # --- one request -----------------------------------------------------------------------
 
     async def complete(self, raw: bytes, ctx: CallContext) -> Reply:
-        """Answer one ``POST /v1/chat/completions`` body (see :meth:`handle`).
-
-        The head is decoded from the bytes first (:func:`peek_chat_head`, the same typed
-        fields :func:`~gateway.relay.body.parse_chat_request` checks); the whole relay reuses
-        it. A unary request for a pass-through model takes :meth:`_passthrough` (the body
-        forwarded as sent); everything else, and any body the relay would refuse (its own
-        decode says why), the whole relay."""
-        head = peek_chat_head(raw)
-        if head is not None and not head.stream:  # a stream's payload asks for usage
-            route = self._passthrough_models.get(head.model)
-            if route is not None and self._lean(raw, ctx):
-                return await self._passthrough(route, raw, ctx)
-        return await self.handle(CHAT, raw, ctx, head)
-
-    def _lean(self, raw: bytes, ctx: CallContext) -> bool:
-        """Whether :meth:`_passthrough` may answer a valid unary body for a pass-through
-        model (else the whole relay does, with the same decisions and errors): no deeper
-        than the relay's limit, no forced variant (an override decision, or a 403), tracing
-        off (a client span per attempt lives in :class:`Attempts`)."""
-        return (
-            ctx.forced_variant is None
-            and self._tracing is None
-            and raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH  # else the decode says
-        )
-
-    async def _passthrough(self, route: Route, raw: bytes, ctx: CallContext) -> Reply:
-        """A unary chat request for a pass-through model (see :meth:`complete`):
-        what :meth:`handle` does for it, without what cannot apply to it. The plan is always
-        the one variant with decision ``passthrough`` (no flag, no failover); the payload the
-        relay would build is the body with the same ``model`` and nothing changed, so the
-        client's bytes are sent; the answer is decoded and accounted by the chat operation
-        (invalid JSON is a 502), judged by no contract, settled and logged by :meth:`finish`
-        (so feedback can name it), relayed with the upstream's ``model``."""
-        rec = RequestRecord(ctx.request_id, ctx.started, operation="chat", client_key=ctx.key_name)
-        rec.stream = False
-        name = rec.route = route.name
-        variant = route.variants[route.fallback]
-        telemetry, clock = self._telemetry, self._clock
-        telemetry.enter(name)
-        try:
-            if self._log_payloads:
-                rec.prompt = decode_body(raw).get("messages")
-            t0 = clock()
-            try:
-                response = await self._upstreams[variant.upstream].send(
-                    raw, request_id=ctx.request_id, path=CHAT_PATH, trace_headers=ctx.trace_headers
-                )
-                try:
-                    answer = CHAT.answer(response.content)
-                except msgspec.DecodeError:
-                    raise UpstreamProtocolError(
-                        f"upstream '{variant.upstream}' answered with invalid JSON",
-                        upstream=variant.upstream,
-                    ) from None
-            except asyncio.CancelledError:
-                rec.upstream_seconds += clock() - t0
-                answered_by(rec, route, variant, PASSTHROUGH)
-                raise
-            except UpstreamError as exc:
-                rec.upstream_seconds += clock() - t0
-                telemetry.attempt_failed(rec, variant.upstream, exc)
-                answered_by(rec, route, variant, PASSTHROUGH)
-                raise
-            spent = clock() - t0
-            rec.upstream_seconds += spent
-            rec.attempt_seconds = spent
-            answered_by(rec, route, variant, PASSTHROUGH)
-            if answer.input_tokens is not None:
-                rec.input_tokens = answer.input_tokens
-                rec.output_tokens = answer.output_tokens or 0
-            rec.cost_usd = variant.cost_usd(rec.input_tokens, rec.output_tokens)
-            rec.priced = variant.priced
-            rec.completion = answer.text
-            headers = self.headers(rec, variant, PASSTHROUGH)
-            self.finish(rec)
-            return Reply(200, headers, answer.content)
-        except GatewayError as exc:
-            return self.reject(rec, exc)
-        except asyncio.CancelledError:
-            rec.status = CLIENT_CLOSED_REQUEST
-            rec.client_disconnected = True
-            self.finish(rec)
-            raise
-        finally:
-            telemetry.leave(name)
+        """Answer one ``POST /v1/chat/completions`` body (see :meth:`handle`). The head is
+        decoded from the bytes first (:func:`peek_chat_head`, the same typed fields
+        :func:`~gateway.relay.body.parse_chat_request` checks) and reused by the relay; a body
+        it cannot read is parsed again by the relay, whose error says why."""
+        return await self.handle(CHAT, raw, ctx, peek_chat_head(raw))
 
     async def respond(self, raw: bytes, ctx: CallContext) -> Reply:
         """Answer one ``POST /v1/responses`` body (see :meth:`handle`)."""

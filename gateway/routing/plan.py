@@ -28,7 +28,6 @@ from gateway.routing.decision import Decision, FlagState, decide
 
 __all__ = [
     "FAILOVER",
-    "PASSTHROUGH",
     "VIOLATION",
     "CandidateModels",
     "Plan",
@@ -41,8 +40,7 @@ FAILOVER = Decision("fallback", "failover")
 """The decision of a fallback that answers after the candidate's upstream failed."""
 VIOLATION = Decision("fallback", "violation")
 """The decision of a fallback that answers after the candidate's answer broke the contract."""
-PASSTHROUGH = Decision("fallback", "passthrough")
-"""A pass-through model's one decision (the relay's lean path uses it too)."""
+_PASSTHROUGH = Decision("fallback", "passthrough")
 _SHADOW = Decision("fallback", "shadow")
 _OVERRIDE_CANDIDATE = Decision("candidate", "override")
 _OVERRIDE_FALLBACK = Decision("fallback", "override")
@@ -145,7 +143,7 @@ def plan_request(
             return Plan(route, candidates.candidate(route, flag), _OVERRIDE_CANDIDATE)
         return Plan(route, route.variants[name], _OVERRIDE_FALLBACK)
     if route.passthrough:
-        return Plan(route, route.variants[route.fallback], PASSTHROUGH)
+        return Plan(route, route.variants[route.fallback], _PASSTHROUGH)
     decision = decide(flag, subject, key_name)
     rollout_id = None
     if flag is not None:
