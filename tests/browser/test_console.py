@@ -51,7 +51,7 @@ pytestmark = [
 
 ROUTE = "support-triage"
 WAIT_S = 30
-"""Longest explicit wait for one thing on the page (the page polls every 2 s)."""
+"""Longest explicit wait for one thing on the page (the page polls every 0.3 s here)."""
 
 
 class Traffic:
@@ -254,13 +254,11 @@ def test_an_admin_runs_a_rollout_from_the_console(
                 (By.CSS_SELECTOR, f'{card} [data-field="status"]'), "rolled_back"
             )
         )
-        entry = wait.until(
-            ec.presence_of_element_located(
-                (By.CSS_SELECTOR, f'#audit li[data-action="rollback"][data-route="{ROUTE}"]')
-            )
-        )
-        assert "complaints about tone" in entry.text
-        assert "ops (alice)" in entry.text
+        # The timeline is drawn again at every poll: read it through text(), which finds the
+        # element afresh inside the wait (a reference kept across a poll goes stale).
+        entry = text(f'#audit li[data-action="rollback"][data-route="{ROUTE}"]')
+        assert "complaints about tone" in entry
+        assert "ops (alice)" in entry
 
         # The latch refuses a new weight: the 409 is shown, not swallowed, and nothing changes.
         weight = browser.find_element(By.CSS_SELECTOR, f'{card} [data-field="weight-input"]')
@@ -302,8 +300,8 @@ def test_an_admin_runs_a_rollout_from_the_console(
         )
         sim.set_behaviour(CANDIDATE_MODEL, invalid_label_rate=1.0)
         by_guard = f'#audit li.guard[data-action="rollback"][data-route="{ROUTE}"]'
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f"{by_guard} summary")))
-        browser.find_element(By.CSS_SELECTOR, f"{by_guard} summary").click()
+        # Found and clicked in one step of the wait, retried if a poll redrew it in between.
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"{by_guard} summary").click() or 1)
         # Unfolded, and still unfolded after the next polls re-render the timeline.
         evidence = text(f"{by_guard} details[open] pre")
         assert '"candidate"' in evidence
